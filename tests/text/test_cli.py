@@ -94,7 +94,8 @@ def test_unlearn_bench_rows_resume_and_failed_rows(tmp_path, capsys):
 
 
 def test_collapse_guard_and_six_way_table_from_rows():
-    from obliviate.text.bench import finish_row, tables_markdown
+    from obliviate.text.bench import tables_markdown
+    from obliviate.text.run import finish_row
 
     def row(method, utility, verbmem, seed=0):
         r = {"run_id": f"{method}{seed}", "method": method, "forget": "forget10", "seed": seed, "dataset": "authors",

@@ -15,7 +15,10 @@ def __getattr__(name):
     if name in ("METHODS", "create"):
         from . import methods
         return getattr(methods, name)
-    if name in ("LMGrid", "run_grid", "unlearn_once", "Evaluator"):
+    if name in ("unlearn_once", "Evaluator"):
+        from . import run
+        return getattr(run, name)
+    if name in ("LMGrid", "run_grid"):
         from . import bench
         return getattr(bench, name)
     raise AttributeError(name)

@@ -10,8 +10,6 @@ the scalability and sustainability series (one row per step).
 from __future__ import annotations
 
 import copy
-import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -23,8 +21,9 @@ from ..presets import apply_overrides
 from ..loop import Loop
 from ..rows import base_row, run_id
 from ..store import RunStore, atomic_write_json
-from .data import TASKS, LMTask, forget_specs, make_task
-from .train import LMCache, ModelSpec, Recipe, encode, train_reference
+from .data import TASKS, forget_specs, make_task
+from .run import Evaluator, reference_row, replay_requests, run_method, with_self_reference
+from .train import LMCache, ModelSpec, Recipe, train_reference
 
 REFERENCES = ("target", "gold")
 TASK_DEFAULT_FORGET = {"authors": "forget10", "plays": "forget", "jsonl": "forget"}
@@ -136,169 +135,6 @@ def task_options(grid: LMGrid, preset: dict) -> dict:
     return options
 
 
-# ------------------------------------------------------------------------------------------------- evaluation
-
-class Evaluator:
-    """Scores models on one task: MUSE's metrics always, TOFU's when the task has QA pairs with perturbed answers."""
-
-    def __init__(self, task: LMTask, loop: Loop, limit: int = 80, batch_size: int = 16):
-        self.task, self.loop, self.limit, self.batch_size = task, loop, limit, batch_size
-        rng = np.random.default_rng(task.seed)
-        pick = lambda items: [items[i] for i in sorted(rng.permutation(len(items))[:limit])]  # noqa: E731
-        self.verbmem = pick(task.verbmem)
-        self.forget_qa = pick(task.forget_qa)
-        retain_qa = pick(task.retain_qa) if task.retain_qa else []
-        # solved retain questions shown in the prompt (MUSE's few-shot format) for document tasks; never scored
-        self.shots = [(q.question, q.answer) for q in retain_qa[:3]] if task.name != "authors" else []
-        self.retain_qa = retain_qa[len(self.shots):]
-        # membership scores read what the loss trained: the completion (a QA prompt's tokens are never trained)
-        texts = lambda examples: [c.strip() if p else c for p, c in examples]  # noqa: E731
-        self.forget_texts = pick(texts(task.evaluated_forget))
-        self.holdout_texts = pick(texts(task.holdout_examples))
-        self.retain = pick(task.retain_examples)
-        # TOFU's metrics read QA the model was trained on (question-answer tasks); on documents the retain utility
-        # is the likelihood of the retain text
-        trained_qa = any(p for p, _ in task.retain_examples)
-        self.tofu = trained_qa and bool(self.forget_qa and self.retain_qa) and \
-            all(q.perturbed for q in self.forget_qa + self.retain_qa)
-        self.gold: dict = {}
-
-    def __call__(self, model, tokenizer) -> dict:
-        from .evaluate import muse_eval, tofu_eval
-        from .scoring import answer_logprobs, text_logprobs
-        start = time.perf_counter()
-        out = muse_eval(model, tokenizer, verbmem=self.verbmem,
-                        knowmem_forget=[(q.question, q.answer) for q in self.forget_qa],
-                        knowmem_retain=[(q.question, q.answer) for q in self.retain_qa],
-                        forget_texts=self.forget_texts, holdout_texts=self.holdout_texts,
-                        gold_auc=self.gold.get("mink_auc"), few_shot=self.shots, batch_size=self.batch_size,
-                        loop=self.loop)
-        qa = [(p, c) for p, c in self.retain if p]
-        docs = [c for p, c in self.retain if not p]
-        lps = (answer_logprobs(model, tokenizer, [p for p, _ in qa], [c for _, c in qa], self.batch_size,
-                               loop=self.loop) if qa else [])
-        lps += text_logprobs(model, tokenizer, docs, batch_size=self.batch_size, loop=self.loop) if docs else []
-        out["retain_prob"] = float(np.exp(np.mean(np.concatenate(lps))))  # geometric-mean token probability
-        if self.tofu:
-            tofu = tofu_eval(model, tokenizer, forget=[q.as_dict() for q in self.forget_qa],
-                             retain=[q.as_dict() for q in self.retain_qa],
-                             gold_truth_ratios=self.gold.get("truth_ratios_f"), batch_size=self.batch_size,
-                             loop=self.loop)
-            out.update(tofu)
-            out["utility"] = tofu["model_utility"]
-        else:
-            out["utility"] = out["retain_prob"]
-        out["eval_seconds"] = time.perf_counter() - start
-        return out
-
-    def selection_score(self, metrics: dict) -> tuple:
-        """Higher is better: TOFU's forget quality on a log scale (p-values span many decades), then closeness of
-        PrivLeak to 0 (both read the gold model); without either, the least forget-set memorisation."""
-        fq = metrics.get("forget_quality")
-        first = round(float(np.log10(max(fq, 1e-12))), 1) if fq is not None else 0.0
-        if "privleak" in metrics:
-            return first, -abs(metrics["privleak"])
-        return first, -metrics.get("knowmem_f", 0.0) - metrics.get("verbmem_f", 0.0)
-
-
-def with_self_reference(gold: dict) -> dict:
-    """The gold model's own privleak (0) and forget quality (1), computed as for any other model."""
-    from . import metrics as M
-    out = dict(gold)
-    if "mink_auc" in out:
-        out["privleak"] = M.privleak(1.0 - out["mink_auc"], 1.0 - out["mink_auc"])
-    if "truth_ratios_f" in out:
-        out["forget_quality"] = M.forget_quality(out["truth_ratios_f"], out["truth_ratios_f"])
-    return out
-
-
-def public(metrics: dict) -> dict:
-    """Row-ready metrics: arrays become lists (truth ratios are kept for redrawing distributions)."""
-    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in metrics.items()}
-
-
-# ---------------------------------------------------------------------------------------------------------- runs
-
-def unlearn_once(name: str, hyperparameters: dict, model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
-                 lora: int = 0, on_epoch=None):
-    """Run one method on a copy of ``model``; returns (unlearned model, info). ``model`` is never modified."""
-    from .methods import UnlearnData, create
-    method = create(name, **hyperparameters)
-    data = UnlearnData(forget=encode(tokenizer, task.forget_examples, recipe.max_length),
-                       retain=encode(tokenizer, task.retain_examples, recipe.max_length), tokenizer=tokenizer,
-                       seed=task.seed, on_epoch=on_epoch)
-    work = copy.deepcopy(model)
-    if lora:
-        from .models import add_lora
-        work = add_lora(work, r=lora)
-    work.train()
-    loop.seed(task.seed)
-    start = time.perf_counter()
-    work = method.unlearn(work, data, loop)
-    seconds = time.perf_counter() - start
-    if lora and hasattr(work, "merge_and_unload"):
-        work = work.merge_and_unload()
-    return work.eval(), {"seconds": seconds, "params": method.params()}
-
-
-def run_method(name: str, hyperparameters: dict, start_model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
-               evaluator: Evaluator, context: dict, grid: LMGrid, target_utility: float):
-    """One row (and the unlearned model, None when it failed): metrics, or status "failed" with the error."""
-    row = base_row(context, method=name, params=dict(hyperparameters))
-    try:
-        epochs: List[dict] = []
-        states: Dict[int, dict] = {}
-
-        eval_seconds = [0.0]
-
-        def on_epoch(epoch, model):
-            m = evaluator(model, tokenizer)
-            eval_seconds[0] += m["eval_seconds"]
-            epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if k != "truth_ratios_f"}})
-            states[epoch] = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, m)
-
-        model, info = unlearn_once(name, hyperparameters, start_model, tokenizer, task, loop, recipe, grid.lora,
-                                   on_epoch if grid.eval_every_epoch else None)
-        info["seconds"] -= eval_seconds[0]  # unlearning time, without the per-epoch evaluations
-        row["params"] = info["params"]
-        row["seconds"] = info["seconds"]
-        if states:
-            ok = [e for e in states if not collapsed(states[e][1], target_utility, grid.collapse_threshold)]
-            best = max(ok or states, key=lambda e: (*evaluator.selection_score(states[e][1]), -e))
-            model.load_state_dict(states[best][0])
-            metrics = states[best][1]
-            row["epoch_metrics"], row["selected_epoch"] = epochs, best
-        else:
-            metrics = evaluator(model, tokenizer)
-        finish_row(row, metrics, info["seconds"], target_utility, grid.collapse_threshold)
-        return row, model
-    except Exception as e:  # recorded, not raised: one failing method must not stop a grid
-        row["status"] = "failed"
-        row["error"] = f"{type(e).__name__}: {e}"
-        row["traceback"] = traceback.format_exc(limit=8)
-        return row, None
-
-
-def collapsed(metrics: dict, target_utility: float, threshold: float) -> bool:
-    return bool(metrics["utility"] < threshold * target_utility)
-
-
-def finish_row(row: dict, metrics: dict, seconds: float, target_utility: float, threshold: float) -> None:
-    row["metrics"] = public(metrics)
-    row["metrics"]["seconds"] = seconds
-    row["utility_ratio"] = float(metrics["utility"] / target_utility) if target_utility > 0 else float("nan")
-    row["collapsed"] = collapsed(metrics, target_utility, threshold)
-    row["status"] = "ok"
-
-
-def reference_row(role: str, metrics: dict, seconds: float, context: dict, target_utility: float,
-                  threshold: float) -> dict:
-    row = base_row(context, method=role, params={})
-    row["seconds"] = seconds
-    finish_row(row, metrics, seconds, target_utility, threshold)
-    return row
-
-
 def run_grid(grid: LMGrid, log=print) -> RunStore:
     """Run (or resume) a grid; returns its run store. The table is written at the end."""
     preset = validate(grid)
@@ -345,7 +181,8 @@ def run_grid(grid: LMGrid, log=print) -> RunStore:
                         model = None
                     else:
                         row, model = run_method(m, preset["methods"].get(m, {}), start_model, tokenizer, task, loop,
-                                                recipe, evaluator, context, grid, utility)
+                                                recipe, evaluator, context, utility, grid.lora,
+                                                grid.eval_every_epoch, grid.collapse_threshold)
                     row["request"] = len(task.previous_requests) + 1
                     store.write_row(row)
                     chain[m] = model
@@ -353,19 +190,6 @@ def run_grid(grid: LMGrid, log=print) -> RunStore:
                         log(f"  {m} failed on seed {seed} {forget}: {row['error']}")
     write_tables(store)
     return store
-
-
-def replay_requests(name, preset, target, tokenizer, task: LMTask, loop, recipe, lora):
-    """The model after the earlier sustainability requests, unlearned one after another (used on resume)."""
-    model = target
-    for request in task.previous_requests:
-        step = copy.copy(task)
-        step.forget_examples, step.previous_requests = request, []
-        try:
-            model, _ = unlearn_once(name, preset["methods"].get(name, {}), model, tokenizer, step, loop, recipe, lora)
-        except Exception:
-            return None
-    return model
 
 
 # -------------------------------------------------------------------------------------------------------- tables
@@ -461,5 +285,5 @@ def write_tables(store: RunStore) -> str:
     return text
 
 
-__all__ = ["LMGrid", "run_grid", "validate", "Evaluator", "unlearn_once", "write_tables", "tables_markdown",
+__all__ = ["LMGrid", "run_grid", "validate", "write_tables", "tables_markdown",
            "TINY_PRESET"]
