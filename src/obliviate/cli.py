@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "obliviate.text.cli",
     "obliviate.vision.select_cli",
     "obliviate.report_cli",
+    "obliviate.vlm.cli",
 ]
 
 
