@@ -12,16 +12,18 @@ def test_vlm_unlearn_json_row(clip_dir, tmp_path, capsys):
     assert row["family"] == "vlm" and row["method"] == "adu" and row["forget"] == "domain:noisy"
     assert row["params"]["epochs"] == 1 and row["params"]["gamma"] == 30.0
     assert set(row["metrics"]) >= {"mem", "for", "h", "acc/noisy", "acc/plain"}
-    assert (tmp_path / "vlm-unlearn-adu" / "figures" / "features-adu-s0.png").stat().st_size > 1000
+    figures = list((tmp_path / "vlm-unlearn-adu" / "figures").glob("*.png"))
+    assert len(figures) == 1 and figures[0].stat().st_size > 1000
+    assert "base64" in (tmp_path / "vlm-unlearn-adu" / "report.html").read_text()
 
 
 def test_vlm_unlearn_bad_input_is_one_line(tmp_path, capsys):
     rc = main(["vlm", "unlearn", "--forget", "domain:cartoon", "--runs", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown domain 'cartoon'" in err and len(err.strip().splitlines()) == 1
-    rc = main(["vlm", "unlearn", "--method", "bbf", "--forget", "domain:sketch", "--runs", str(tmp_path)])
+    rc = main(["vlm", "unlearn", "--method", "adu", "--forget", "class:3", "--runs", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 2 and "bbf forgets classes, not domains" in err
+    assert rc == 2 and "adu does not take class forget specs" in err
     rc = main(["vlm", "unlearn", "--model", str(tmp_path / "nope"), "--runs", str(tmp_path)])
     assert rc == 2 and "local folder" in capsys.readouterr().err
 

@@ -37,49 +37,53 @@ def check_model(model: str) -> dict:
     return {"name": str(path.resolve()), "files": digest.hexdigest()[:16]}
 
 
-def load_model(model: str, loop: Loop) -> tuple[ClipModel, float]:
+def load_model(model: str, loop: Loop, retrain_corrupt: bool = False) -> tuple[ClipModel, float]:
     """(the frozen CLIP, seconds spent training it: the cached pre-training time for the tiny CLIP, 0 for a folder)."""
     check_model(model)
     if model == TINY:
-        clip, seconds, _ = pretrained_tiny_clip(loop, TinyClipConfig(), PretrainRecipe(), MNIST_DOMAINS)
+        from ..store import ModelCache
+        clip, seconds, _ = pretrained_tiny_clip(loop, TinyClipConfig(), PretrainRecipe(), MNIST_DOMAINS,
+                                                cache=ModelCache(retrain_corrupt=retrain_corrupt))
         return clip, seconds
     return load_clip(model), 0.0
 
 
-def reference_payload(clip: ClipModel, task: DomainTask, loop: Loop, seconds: float = 0.0):
-    """The original (zero-shot) model's row payload, and its test features."""
+FEATURE_SAMPLE = 2000  # test images whose features are kept for the feature figure
+
+
+def save_features(path: Optional[Path], features, task: DomainTask) -> None:
+    """A seeded subsample of the test features (float16) with their domains, as a compressed .npz."""
+    if path is None:
+        return
+    import io
+    import numpy as np
+    from ..store import atomic_write_bytes
+    rng = np.random.default_rng(0)  # the same images for every model of a cell
+    keep = np.sort(rng.choice(len(features), size=min(len(features), FEATURE_SAMPLE), replace=False))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, features=features[keep].astype(np.float16), domains=task.test.domains.numpy()[keep],
+                        labels=task.test.labels.numpy()[keep])
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def reference_payload(clip: ClipModel, task: DomainTask, loop: Loop, seconds: float = 0.0,
+                      features_path: Optional[Path] = None) -> dict:
+    """The original (zero-shot) model's row payload; its test features go to ``features_path``."""
     metrics, features = evaluate(zero_shot(clip, task), task, loop)
-    return {"metrics": {**metrics, "seconds": seconds}, "seconds": seconds}, features
+    save_features(features_path, features, task)
+    return {"metrics": {**metrics, "seconds": seconds}, "seconds": seconds}
 
 
-def method_payload(name: str, hyperparameters: dict, clip: ClipModel, task: DomainTask, loop: Loop):
-    """One method's row payload (metrics, params, seconds), and its test features. Raises on failure."""
+def method_payload(name: str, hyperparameters: dict, clip: ClipModel, task: DomainTask, loop: Loop,
+                   features_path: Optional[Path] = None) -> dict:
+    """One method's row payload (metrics, resolved params, seconds). Raises on failure."""
     method = create(name, **hyperparameters)
     method.check_task(task)
+    passes = loop.samples_trained
     start = time.perf_counter()
     model = method.unlearn(clip, task, loop)
     seconds = time.perf_counter() - start
     metrics, features = evaluate(model, task, loop)
-    return {"metrics": {**metrics, "seconds": seconds}, "seconds": seconds, "params": method.params()}, features
-
-
-def unlearn_row(method: str, hyperparameters: dict, task: DomainTask, model: str = TINY,
-                loop: Optional[Loop] = None, figure: Optional[Path] = None) -> dict:
-    """A complete result row for one run (reference and method evaluated; ``figure``: write the PCA figure there)."""
-    from ..rows import base_row
-    from .figures import pca_by_domain
-    loop = loop or Loop(progress=False)
-    create(method, **hyperparameters).check_task(task)  # bad input fails before any training
-    clip, _ = load_model(model, loop)
-    original, before = reference_payload(clip, task, loop)
-    payload, after = method_payload(method, hyperparameters, clip, task, loop)
-    context = {"family": "vlm", "dataset": task.dataset, "model": Path(model).name, "forget": str(task.forget),
-               "seed": task.seed}
-    row = base_row(context, method=method, params=payload["params"])
-    row.update(status="ok", metrics=payload["metrics"], seconds=payload["seconds"],
-               original=original["metrics"], task=task.identity())
-    if figure is not None:
-        from ..store import atomic_write_bytes
-        atomic_write_bytes(figure, pca_by_domain(before, after, task.test.domains.numpy(), task.domain_names,
-                                                 task.forget_domains, f"{method} on {task.dataset}, {task.forget}"))
-    return row
+    save_features(features_path, features, task)
+    return {"metrics": {**metrics, "seconds": seconds}, "seconds": seconds, "params": method.params(),
+            "samples_trained": loop.samples_trained - passes}

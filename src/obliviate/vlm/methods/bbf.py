@@ -26,7 +26,8 @@ class BlackBoxForgetting(Method):
     mapped to a word embedding by a fixed random matrix (normal, scaled to the word embeddings' spread). CMA-ES (the
     ``cmaes`` package) minimises L = CE on memorize-class images + CE to the uniform target on forget-class images
     over the latent vector (dimension shared_dim + n_ctx * unique_dim), starting from 0 with step size ``sigma``.
-    Forget spec: ``class:C[,C]``.
+    Forget spec: ``class:C[,C]`` (the paper), or ``domain:NAME`` (Black-Box Forgetting with the memorize/forget losses
+    on domains, a baseline of Kawamura et al., NeurIPS 2025).
 
     Hyperparameters: n_ctx=4, shared_dim=20, unique_dim=5, sigma=1.0 (the released code's step size), popsize=20,
     iterations=100 (the optimisation budget; our notes give no paper value for the dimensions, the population or the
@@ -40,7 +41,7 @@ class BlackBoxForgetting(Method):
     name = "bbf"
     paper = "Kuwana et al., Black-Box Forgetting, NeurIPS 2024 (arXiv 2411.00409)"
     summary = "Black-Box Forgetting: latent text context (shared + unique latents) optimised by CMA-ES, no gradients"
-    forget_kinds = ("class",)
+    forget_kinds = ("class", "domain")
 
     n_ctx: int = 4
     shared_dim: int = 20
