@@ -21,6 +21,10 @@ def test_ablation_grid_resumes_and_reproduces(clip_dir, tmp_path):
     table = (tmp_path / "abl" / "table.md").read_text()
     assert "original (zero-shot)" in table and "| adu+ddl |" in table and "acc/" not in table
     assert len(list((tmp_path / "abl" / "figures").glob("*.png"))) == 4
+    (tmp_path / "abl" / "table.md").unlink()
+    from obliviate.cli import main
+    assert main(["report", str(tmp_path / "abl")]) == 0            # redrawn from rows and .npz files only
+    assert (tmp_path / "abl" / "table.md").read_text() == table
     again = run_grid(fam, options, log=lambda s: None)
     assert again.written == []                                   # resumed: nothing redone
     fresh = run_grid(fam, GridOptions(**{**options.__dict__, "name": "abl2"}), log=lambda s: None)

@@ -1,6 +1,7 @@
-"""The feature figure of a domain-unlearning report: test image features by domain, before and after unlearning,
-projected on the first two principal components of the features before (scikit-learn PCA). PNG bytes, drawn on an
-explicit matplotlib Figure (no pyplot)."""
+"""The feature figure of a domain-unlearning report: test image features by domain, before and after unlearning, each
+panel projected on the first two principal components of its own features (scikit-learn PCA: unlearning may move the
+features into directions the original's components do not show). PNG bytes, drawn on an explicit matplotlib Figure
+(no pyplot)."""
 from __future__ import annotations
 
 import io
@@ -15,13 +16,12 @@ def pca_by_domain(before: np.ndarray, after: np.ndarray, domains: np.ndarray, do
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from sklearn.decomposition import PCA
-    pca = PCA(n_components=2, random_state=0).fit(before)
     fig = Figure(figsize=(10.5, 4.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    axes = fig.subplots(1, 2)
     palette = colormaps["tab10"].colors
     for ax, feats, name in ((axes[0], before, "before unlearning (zero-shot)"), (axes[1], after, "after unlearning")):
-        xy = pca.transform(feats)
+        xy = PCA(n_components=2, random_state=0).fit_transform(feats)
         for d, dom in enumerate(domain_names):
             m = domains == d
             forgotten = d in forget_domains
@@ -29,7 +29,7 @@ def pca_by_domain(before: np.ndarray, after: np.ndarray, domains: np.ndarray, do
                        marker="x" if forgotten else "o", label=f"{dom} (forget)" if forgotten else dom)
         ax.set_title(name)
         ax.set_xlabel("PC 1")
-    axes[0].set_ylabel("PC 2")
+        ax.set_ylabel("PC 2")
     axes[1].legend(loc="best", fontsize=8, markerscale=2)
     if title:
         fig.suptitle(title)
