@@ -63,15 +63,16 @@ def tables_markdown(rows: List[dict]) -> str:
         parts.append("")
     by_variant: Dict[str, Dict[str, List[dict]]] = {}
     specs: Dict[str, set] = {}
-    for key, by_method in groups.items():
-        variant = key.split(" [", 1)[1] if " [" in key else ""
-        specs.setdefault(variant, set()).add(key.split(" [", 1)[0])
+    for key, by_method in groups.items():  # averages over specs of one kind (domain or class) and configuration
+        spec = key.split(" [", 1)[0]
+        variant = (spec.split(":", 1)[0], key.split(" [", 1)[1] if " [" in key else "")
+        specs.setdefault(variant, set()).add(spec)
         for m, rs in by_method.items():
             by_variant.setdefault(variant, {}).setdefault(m, []).extend(rs)
     for variant, by_method in sorted(by_variant.items()):
         if len(specs[variant]) < 2:
             continue
-        title = ", ".join(sorted(specs[variant])) + (f" [{variant}]" if variant else "")
+        title = ", ".join(sorted(specs[variant])) + (f" [{variant[1]}" if variant[1] else "")
         parts.append(f"## Average over forget specs {title}: mean ± std over every (forget spec, seed)\n")
         parts.append("| model | H | Mem | For | runs |")
         parts.append("|---|---|---|---|---|")
