@@ -74,9 +74,9 @@ class BlackBoxForgetting(Method):
         model = loop.place(PromptedClip(clip, task.class_names, task.template, n_prompts=0, depth=0, n_ctx=self.n_ctx))
         model.eval()
         features = loop.predict(model, task.train, output=lambda m, x: m.image_features(x))  # black-box queries
-        batch = next(iter(loop.loader(task.train, len(task.train))))
-        labels, forget = batch[1], batch[3]
-        features = features.to(labels.device)
+        from torch.utils.data import TensorDataset
+        labels, forget = next(iter(loop.loader(TensorDataset(task.train.labels, task.train.forget), len(task.train))))
+        features = features.to(labels.device)  # predict() returns CPU tensors; the queries run where the model is
         words = clip.word_embeddings(model.class_ids)
         gen = torch.Generator().manual_seed(task.seed)
         latent_width = self.shared_dim + self.unique_dim
