@@ -8,8 +8,13 @@ import time
 import torch
 
 
-def default_setup(seed: int = 0, forget: str = "random:0.1", dataset: str = "mnist1d", model: str = "cnn"):
+def default_setup(seed: int = 0, forget: str = "random:0.1", dataset: str = "mnist1d", model: str = "cnn",
+                  threads: int = 2):
+    """Thread count fixed (as the grid does) and one-off warm-ups paid before any timing."""
+    from obliviate.grid import configure_torch, warm_up
     from obliviate.loop import Loop
+    configure_torch(threads)
+    warm_up()
     from obliviate.presets import load_preset
     from obliviate.vision import Recipe, make_task, train_reference
     preset = load_preset(dataset, model)
