@@ -26,7 +26,9 @@ def cache(tmp_path, monkeypatch):
 
 def unlearn_json(tmp_path, capsys, *args, name="u"):
     assert main(["unlearn", "--runs", str(tmp_path / "runs"), "--name", name, "--json", *TINY, *args]) in (0, 1)
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr()
+    unlearn_json.err = out.err
+    return json.loads(out.out.strip().splitlines()[-1])
 
 
 def rows_of(directory: Path) -> dict:
@@ -84,8 +86,7 @@ def test_damaged_rows_are_moved_aside_and_rerun(tmp_path, capsys):
     method_file.write_text(method_file.read_text()[:40])  # truncated
     gold_file.write_text("")                               # empty
     again = unlearn_json(tmp_path, capsys, "--method", "finetune")
-    err = capsys.readouterr().err
-    assert err.count("damaged row") == 2 and same_rows(again, row)
+    assert unlearn_json.err.count("damaged row") == 2 and same_rows(again, row)
     damaged = list((rows_dir / "damaged").iterdir())
     assert len(damaged) == 2
     assert set(rows_of(tmp_path / "runs" / "u")) == {p.name for p in files}  # both rows written again
