@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import ObliviateError
-from .store import RunStore, atomic_write_json, check_run_name, config_hash
+from .store import CorruptCheckpointError, RunStore, atomic_write_json, check_run_name, config_hash
 
 HASH_LENGTH = 10
 
@@ -348,8 +348,8 @@ def build_row(plan: Plan, cell: CellPlan, job: Job, opened: Cell, environment: d
                    else opened.run(job.role, dict(job.params), artifacts))
         row.update(payload)
         row.setdefault("status", "ok")
-    except ObliviateError:
-        raise  # bad input or a damaged checkpoint is the user's to fix, not a failed run
+    except CorruptCheckpointError:
+        raise  # a damaged cached model is the user's to fix (or --retrain-corrupt), not a failed run
     except Exception as e:  # recorded, not raised: one failing method must not stop a grid
         row.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
