@@ -298,7 +298,7 @@ def train_reference(role: str, task: LMTask, spec: ModelSpec, recipe: Recipe, lo
     loop = loop or Loop(progress=False)
     cache = cache or LMCache()
     # sorted: the same set of examples trains the same model, whatever order the task lists them in
-    examples = sorted(task.target_examples if role == "target" else task.retain_examples)
+    examples = sorted(task.target_examples if role == "target" else task.gold_examples)
     key = {"role": role, "task": task.fingerprint(role), "model": spec.key(), "recipe": asdict(recipe)}
 
     def train():
