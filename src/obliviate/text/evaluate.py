@@ -53,7 +53,7 @@ def mia_scores(model, tokenizer, texts: Sequence, k: float = 0.4, batch_size: in
     pairs = bool(items) and not isinstance(items[0], str)
     if pairs:
         items = _pairs("membership items", items)
-        stats = answer_token_stats(model, tokenizer, [p for p, _ in items], [a for _, a in items],
+        stats = text_token_stats(model, tokenizer, [a for _, a in items], max_length=None,
                                    batch_size=batch_size, loop=loop)
         strings = [a for _, a in items]
     else:
@@ -247,7 +247,7 @@ def tofu_eval(model, tokenizer, *, forget: Sequence[dict], retain: Sequence[dict
     out["truth_ratios_f"] = f["truth_ratios"]
     out["truth_ratios_r"] = r["truth_ratios"]
     out["truth_score_f"] = M.truth_score_forget(f["truth_ratios"])
-    out["truth_score_r"] = M.truth_score_forget(r["truth_ratios"])
+    out["truth_score_r"] = M.truth_score(r["truth_ratios"])
     components = [out["prob_r"], out["rouge_recall_r"], out["truth_score_r"]]
     for name, items in extra.items():
         prob, rouge, truth = _utility_set(model, tokenizer, items, batch_size, max_new_tokens, stop, loop)

@@ -186,7 +186,17 @@ def make_muse(corpus: str, forget: str = "forget", seed: int = 0, data_root: Opt
                   config={"data_root": str(root.resolve()), "doc_chars": doc_chars})
 
 
-TASKS.register("muse-news")(lambda **kw: make_muse("news", **kw))
-TASKS.register("muse-books")(lambda **kw: make_muse("books", **kw))
+@TASKS.register("muse-news")
+def make_muse_news(forget: str = "forget", seed: int = 0, data_root: Optional[str] = None, doc_chars: int = 2000,
+                   **unused) -> LMTask:
+    """MUSE-News (BBC articles) from its published files; see :func:`make_muse`."""
+    return make_muse("news", forget, seed, data_root, doc_chars, **unused)
+
+
+@TASKS.register("muse-books")
+def make_muse_books(forget: str = "forget", seed: int = 0, data_root: Optional[str] = None, doc_chars: int = 2000,
+                    **unused) -> LMTask:
+    """MUSE-Books (Harry Potter) from its published files; see :func:`make_muse`."""
+    return make_muse("books", forget, seed, data_root, doc_chars, **unused)
 
 __all__ = ["make_tofu", "make_muse", "read_records", "TOFU_SPLITS"]

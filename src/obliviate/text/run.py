@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import copy
 import time
-import traceback
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from ..loop import Loop
-from ..rows import base_row
 from .data import LMTask
 from .train import Recipe, encode
 
@@ -146,43 +144,37 @@ def unlearn_once(name: str, hyperparameters: dict, model, tokenizer, task: LMTas
 
 
 def run_method(name: str, hyperparameters: dict, start_model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
-               evaluator: Evaluator, context: dict, target_utility: float, lora: int = 0,
+               evaluator: Evaluator, target_utility: float, lora: int = 0,
                eval_every_epoch: bool = False, collapse_threshold: float = 0.5, keep: float = 0.9):
-    """One row (and the unlearned model, None when it failed): metrics, or status "failed" with the error.
+    """One run's row payload and the unlearned model; raises on failure (the grid records a failed row).
 
     With ``eval_every_epoch`` the model is evaluated after every unlearning epoch and the row reports the epoch
     :meth:`Evaluator.select_epoch` picks (``selected_epoch``, ``epoch_metrics``); the gold model is never read."""
-    row = base_row(context, method=name, params=dict(hyperparameters))
-    try:
-        epochs: List[dict] = []
-        states: Dict[int, tuple] = {}
-        eval_seconds = [0.0]
+    row = {"params": dict(hyperparameters)}
+    epochs: List[dict] = []
+    states: Dict[int, tuple] = {}
+    eval_seconds = [0.0]
 
-        def on_epoch(epoch, model):
-            m = evaluator(model, tokenizer)
-            eval_seconds[0] += m["eval_seconds"]
-            epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if not k.startswith("truth_ratios")}})
-            states[epoch] = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, m)
+    def on_epoch(epoch, model):
+        m = evaluator(model, tokenizer)
+        eval_seconds[0] += m["eval_seconds"]
+        epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if not k.startswith("truth_ratios")}})
+        states[epoch] = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, m)
 
-        model, info = unlearn_once(name, hyperparameters, start_model, tokenizer, task, loop, recipe, lora,
-                                   on_epoch if eval_every_epoch else None)
-        info["seconds"] -= eval_seconds[0]  # unlearning time, without the per-epoch evaluations
-        row["params"] = info["params"]
-        row["seconds"] = info["seconds"]
-        if states:
-            best = evaluator.select_epoch({e: m for e, (_, m) in states.items()}, target_utility, keep)
-            model.load_state_dict(states[best][0])
-            metrics = states[best][1]
-            row["epoch_metrics"], row["selected_epoch"] = epochs, best
-        else:
-            metrics = evaluator(model, tokenizer)
-        finish_row(row, metrics, info["seconds"], target_utility, collapse_threshold, evaluator.target)
-        return row, model
-    except Exception as e:  # recorded, not raised: one failing method must not stop a grid
-        row["status"] = "failed"
-        row["error"] = f"{type(e).__name__}: {e}"
-        row["traceback"] = traceback.format_exc(limit=8)
-        return row, None
+    model, info = unlearn_once(name, hyperparameters, start_model, tokenizer, task, loop, recipe, lora,
+                               on_epoch if eval_every_epoch else None)
+    info["seconds"] -= eval_seconds[0]  # unlearning time, without the per-epoch evaluations
+    row["params"] = info["params"]
+    row["seconds"] = info["seconds"]
+    if states:
+        best = evaluator.select_epoch({e: m for e, (_, m) in states.items()}, target_utility, keep)
+        model.load_state_dict(states[best][0])
+        metrics = states[best][1]
+        row["epoch_metrics"], row["selected_epoch"] = epochs, best
+    else:
+        metrics = evaluator(model, tokenizer)
+    finish_row(row, metrics, info["seconds"], target_utility, collapse_threshold, evaluator.target)
+    return row, model
 
 
 def collapsed(metrics: dict, target_utility: float, threshold: float, target: Optional[dict] = None) -> bool:
@@ -204,22 +196,18 @@ def finish_row(row: dict, metrics: dict, seconds: float, target_utility: float, 
     row["status"] = "ok"
 
 
-def reference_row(role: str, metrics: dict, seconds: float, context: dict, target_utility: float,
-                  threshold: float) -> dict:
-    row = base_row(context, method=role, params={})
-    row["seconds"] = seconds
+def reference_row(metrics: dict, seconds: float, target_utility: float, threshold: float) -> dict:
+    """The row payload of the target or the gold model."""
+    row = {"seconds": seconds}
     finish_row(row, metrics, seconds, target_utility, threshold)
     return row
 
 
-def replay_requests(name, preset, target, tokenizer, task: LMTask, loop, recipe, lora):
-    """The model after the earlier sustainability requests, unlearned one after another (used on resume)."""
+def replay_requests(name, params: dict, target, tokenizer, task: LMTask, loop, recipe, lora):
+    """The model after the earlier sustainability requests, unlearned one after another with the same method."""
     model = target
     for request in task.previous_requests:
         step = copy.copy(task)
         step.forget_examples, step.previous_requests = request, []
-        try:
-            model, _ = unlearn_once(name, preset["methods"].get(name, {}), model, tokenizer, step, loop, recipe, lora)
-        except Exception:
-            return None
+        model, _ = unlearn_once(name, params, model, tokenizer, step, loop, recipe, lora)
     return model
