@@ -53,7 +53,7 @@ def mia_scores(model, tokenizer, texts: Sequence, k: float = 0.4, batch_size: in
     pairs = bool(items) and not isinstance(items[0], str)
     if pairs:
         items = _pairs("membership items", items)
-        stats = text_token_stats(model, tokenizer, [a for _, a in items], max_length=None,
+        stats = answer_token_stats(model, tokenizer, [p for p, _ in items], [a for _, a in items],
                                    batch_size=batch_size, loop=loop)
         strings = [a for _, a in items]
     else:
