@@ -91,7 +91,8 @@ def test_unlearn_bench_rows_resume_and_failed_rows(tmp_path, capsys):
     rmu = [r for r in after.values() if r["method"] == "rmu"][0]
     assert rmu["status"] == "failed" and "must lie in" in rmu["error"]
     table = (tmp_path / "one" / "table.md").read_text()
-    assert "| method | verbmem_f | knowmem_f | knowmem_r | privleak |" in table and "Failed runs" in table
+    assert "| method | fact_f | fact_r | prob_f | prob_r | verbmem_f | knowmem_f | knowmem_r | privleak |" in table
+    assert "Failed runs" in table and "seconds" not in table.split("## Failed")[0]
     assert "| gold |" in table and "| npo |" in out
 
 
