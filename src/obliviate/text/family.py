@@ -99,7 +99,8 @@ class TextFamily(Family):
         if self.task in DATA_ROOT_TASKS:
             options["data_root"] = self.data_root
         elif self.data_root:
-            raise ObliviateError(f"--data-root is for the {', '.join(DATA_ROOT_TASKS)} tasks, not {self.task}")
+            raise ObliviateError(f"--data-root is for the jsonl task (and tofu, muse-news, muse-books), "
+                                 f"not {self.task}")
         self._resolved = {"recipe": recipe, "spec": spec, "options": options}
         return {"dataset": self.task,
                 "task_options": resolved_kwargs(TASKS.get(self.task), {k: v for k, v in options.items()
