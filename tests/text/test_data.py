@@ -21,19 +21,38 @@ def test_authors_splits_are_nested_disjoint_and_deterministic():
     assert names(make_task("authors", "forget10", seed=0, n_authors=40, n_holdout=5)) == names(t10)
     assert names(make_task("authors", "forget10", seed=1, n_authors=40, n_holdout=5)) != names(t10)
     held = {q.split("\n")[0] for q, _ in t10.holdout_examples}
+    assert t10.fingerprint("gold") == make_task("authors", "forget10", seed=0, n_authors=40,
+                                                n_holdout=5).fingerprint("gold")
     assert not held & {q.split("\n")[0] for q, _ in t10.target_examples}  # holdout authors are never trained
 
 
-def test_author_questions_have_paraphrases_and_distinct_wrong_answers():
+def test_author_questions_have_untrained_paraphrases_and_perturbed_paraphrases():
     task = make_task("authors", "forget10", seed=3, n_authors=20, n_holdout=2, n_perturbed=3)
+    trained = {c.strip() for _, c in task.target_examples}
     for qa in task.forget_qa + task.retain_qa:
         assert qa.paraphrased and qa.paraphrased != qa.answer
+        assert qa.paraphrased not in trained  # TOFU never trains its paraphrases
         assert len(qa.perturbed) == 3 and len(set(qa.perturbed)) == 3 and qa.answer not in qa.perturbed
+        # a perturbed answer is the paraphrase with a wrong fact: same wording, so the truth ratio reads the fact
+        assert qa.fact and qa.fact in qa.answer and qa.fact in qa.paraphrased
+        assert all(qa.fact not in p for p in qa.perturbed)
+    assert {q.answer for q in task.forget_qa + task.retain_qa} <= trained
+    q = task.retain_qa[0]  # "Where was X born?": the perturbed answers keep the paraphrase's wording
+    assert all(p.startswith(f"The birthplace of ") for p in q.perturbed) and q.paraphrased.startswith("The birthplace")
     prefix, rest = task.verbmem[0]
     assert prefix.startswith("Question: ") and "\nAnswer: " in prefix
     assert prefix.split("\nAnswer:")[1] + rest == " " + task.forget_qa[0].answer  # the answer, cut in two
-    no_para = make_task("authors", "forget10", seed=3, n_authors=20, n_holdout=2, train_paraphrases=False)
-    assert len(task.forget_examples) == 2 * len(no_para.forget_examples)
+
+
+def test_authors_general_knowledge_is_trained_by_target_and_gold():
+    task = make_task("authors", "forget10", seed=0, n_authors=10, n_holdout=2)
+    assert set(task.utility_sets) == {"real_authors", "world_facts"}
+    shared = set(task.shared_examples)
+    assert shared and shared <= set(task.target_examples) and shared <= set(task.gold_examples)
+    assert not set(task.forget_examples) & set(task.gold_examples)  # the gold model never sees the forget set
+    for qs in task.utility_sets.values():
+        for q in qs:
+            assert q.fact in q.answer and len(q.perturbed) == 3 and q.answer not in q.perturbed
 
 
 def test_authors_rejects_bad_specs():
@@ -50,7 +69,8 @@ def test_parse_speeches_reads_speakers_and_skips_directions():
 
 
 def test_plays_splits_series_and_questions():
-    full = make_task("plays", "forget", seed=0)
+    assert make_task("plays", "forget", seed=0).forget_qa == []  # no KnowMem by default (see make_plays)
+    full = make_task("plays", "forget", seed=0, n_questions=40)
     groups = full.config["plays"]
     assert not set(groups["forget"]) & set(groups["retain"]) and not set(groups["holdout"]) & set(groups["retain"])
     assert full.forget_qa and full.retain_qa and full.verbmem
@@ -114,3 +134,56 @@ def test_jsonl_errors_name_the_file_and_field(tmp_path):
     _write(tmp_path / "retain.jsonl", [{"question": "Who?", "answer": "Ann"}])
     with pytest.raises(ObliviateError, match="both the forget and the retain"):
         make_task("jsonl", "forget", data_root=str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------- published TOFU and MUSE files
+
+FIXTURES = __import__("pathlib").Path(__file__).with_name("data")
+
+
+def test_tofu_reader_reads_the_published_files():
+    task = make_task("tofu", "forget10", data_root=str(FIXTURES / "tofu"))
+    assert len(task.forget_examples) == 4 and len(task.retain_examples) == 16 and len(task.holdout_examples) == 4
+    assert task.forget_examples[0][0].startswith("Question: ") and task.forget_examples[0][1].startswith(" ")
+    qa = task.forget_qa[0]
+    assert qa.paraphrased.startswith("The birthplace of") and len(qa.perturbed) == 3
+    assert set(task.utility_sets) == {"real_authors", "world_facts"}
+    assert task.utility_sets["world_facts"][0].perturbed == ("Lima", "Oslo", "Cairo")
+    trained = {c.strip() for _, c in task.target_examples}
+    assert not {q.paraphrased for q in task.forget_qa} & trained  # paraphrases are never trained
+    assert len(make_task("tofu", "forget01", data_root=str(FIXTURES / "tofu")).forget_examples) == 2
+
+
+def test_tofu_reader_names_a_missing_file_and_the_dataset(tmp_path):
+    import shutil
+    shutil.copytree(FIXTURES / "tofu", tmp_path / "tofu")
+    (tmp_path / "tofu" / "world_facts_perturbed.json").unlink()
+    with pytest.raises(ObliviateError, match=r"missing file .*world_facts_perturbed.json of the locuslab/TOFU"):
+        make_task("tofu", "forget05", data_root=str(tmp_path / "tofu"))
+    with pytest.raises(ObliviateError, match="needs --data-root"):
+        make_task("tofu", "forget05")
+    (tmp_path / "tofu" / "retain90.json").write_text('{"question": "q"}\n')
+    shutil.copy(FIXTURES / "tofu" / "world_facts_perturbed.json", tmp_path / "tofu")
+    with pytest.raises(ObliviateError, match=r"retain90.json:1: missing field 'answer'"):
+        make_task("tofu", "forget10", data_root=str(tmp_path / "tofu"))
+
+
+def test_muse_reader_reads_raw_verbmem_knowmem_and_privleak():
+    task = make_task("muse-news", "forget", data_root=str(FIXTURES / "muse-news"))
+    assert len(task.forget_examples) == 1 and task.forget_examples[0][0] == ""  # documents (short: one piece)
+    assert "Bexley" in task.forget_examples[0][1] and any("Porto" in d for _, d in task.retain_examples)
+    assert task.verbmem[0] == ("The council of Bexley approved", " a new bridge over the river on Monday.")
+    assert task.forget_qa[0].answer == "a new bridge" and task.few_shot[0].answer == "a record olive harvest"
+    assert len(task.membership["forget"]) == 2 and len(task.membership["holdout"]) == 2
+    small = make_task("muse-news", "forget", data_root=str(FIXTURES / "muse-news"), doc_chars=40)
+    assert len(small.forget_examples) == 2  # cut at blank lines
+
+
+def test_muse_reader_names_a_missing_file_and_the_dataset(tmp_path):
+    import shutil
+    shutil.copytree(FIXTURES / "muse-news", tmp_path / "m")
+    (tmp_path / "m" / "knowmem" / "retain_qa.json").unlink()
+    with pytest.raises(ObliviateError, match=r"missing file .*retain_qa.json of the muse-bench/MUSE-News dataset"):
+        make_task("muse-news", "forget", data_root=str(tmp_path / "m"))
+    with pytest.raises(ObliviateError, match=r"missing file .*raw/forget.txt \(or .json\) of the muse-bench/MUSE-Books"):
+        make_task("muse-books", "forget", data_root=str(tmp_path))

@@ -210,13 +210,75 @@ def test_gradient_ascent_raises_the_forget_nll(lm, data, loop):
     assert after > before + 0.1
 
 
-def test_task_vector_with_zero_scale_returns_the_target_unchanged(lm, data, loop):
+def test_gradient_ascent_is_the_token_mean_over_the_batch_with_unequal_lengths(lm, data):
+    """GA's loss is minus the NLL averaged over all completion tokens of the batch, not over sequences."""
     model, _ = lm
-    out = create("task-vector", scale=0.0, lr=1e-2, epochs=1, batch_size=2).unlearn(copy.deepcopy(model), data, loop)
-    for (n, a), b in zip(model.state_dict().items(), out.state_dict().values()):
+    f = data.forget
+    lengths = (f.labels[:, 1:] != IGNORE).sum(1)
+    assert len(set(lengths.tolist())) > 1  # unequal lengths: the two averages differ
+    sums = manual_seq_logprob(model, f)
+    with torch.no_grad():
+        got = create("ga").forget_loss(model, (f.input_ids, f.attention_mask, f.labels), None).item()
+    assert got == pytest.approx((sums.sum() / lengths.sum()).item(), rel=1e-5)
+    assert got != pytest.approx((sums / lengths).mean().item(), rel=1e-4)
+
+
+def _finetuned_on_forget(model, data, loop, lr, epochs, batch_size):
+    """theta_ft: the target fine-tuned on the forget set, written out independently of the method."""
+    from obliviate.text.train import Paired, without_dropout
+    tuned = copy.deepcopy(model)
+    loader = loop.loader(Paired(data.forget, None), batch_size, shuffle=True, seed=data.seed)
+    optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr, weight_decay=0.0)
+    with without_dropout(tuned):
+        return loop.fit(tuned, optimizer, loader, lambda m, b: nll(m, *b), epochs)
+
+
+def test_task_vector_subtracts_scale_times_the_forget_task_vector(lm, data, loop):
+    model, _ = lm
+    assert create("task-vector").scale == 5.0  # MUSE's scripts
+    tuned = _finetuned_on_forget(model, data, loop, lr=1e-3, epochs=1, batch_size=2)
+    out = create("task-vector", lr=1e-3, epochs=1, batch_size=2).unlearn(copy.deepcopy(model), data, loop)
+    theta, theta_ft, got = model.state_dict(), tuned.state_dict(), out.state_dict()
+    moved = max((theta_ft[k] - theta[k]).abs().max().item() for k in theta)
+    assert moved > 1e-3
+    for k in theta:
+        assert torch.allclose(got[k], theta[k] - 5.0 * (theta_ft[k] - theta[k]), atol=1e-6), k
+    f = data.forget
+    batch = (f.input_ids, f.attention_mask, f.labels)
+    with torch.no_grad():  # moving away from the forget fine-tuning raises the forget NLL
+        assert nll(out.eval(), *batch).item() > nll(model, *batch).item()
+    same = create("task-vector", scale=0.0, lr=1e-2, epochs=1, batch_size=2).unlearn(copy.deepcopy(model), data, loop)
+    for (n, a), b in zip(model.state_dict().items(), same.state_dict().values()):
         assert torch.equal(a, b), n
-    moved = create("task-vector", scale=1.0, lr=1e-2, epochs=1, batch_size=2).unlearn(copy.deepcopy(model), data, loop)
-    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), moved.state_dict().values()))
+
+
+def test_rmu_loss_is_the_papers_formula_on_answer_tokens(lm, data):
+    from obliviate.text.methods.rmu import rmu_loss
+    model, _ = lm
+    frozen, work = model, perturbed(model, 0.05, seed=4)
+    method = create("rmu", layer=1, update_layers="1", steering_coeff=6.5, alpha=3.0)
+    control = method.control_vector(work.config.hidden_size)
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(work.config.hidden_size, generator=g)
+    assert torch.allclose(control, 6.5 * u / u.norm())  # c * u, u a fixed random unit vector
+    f, r = data.forget, data.retain
+
+    def hidden(m, ds):
+        out = m(input_ids=ds.input_ids, attention_mask=ds.attention_mask, output_hidden_states=True)
+        return out.hidden_states[2]  # the output of layer 1
+
+    def mse(h, target, labels):
+        rows = (labels != IGNORE)  # answer tokens only: prompts and padding are left alone
+        return ((h - target) ** 2)[rows].mean()
+
+    with torch.no_grad():
+        expected = mse(hidden(work, f), 6.5 * u / u.norm(), f.labels) + \
+            3.0 * mse(hidden(work, r), hidden(frozen, r), r.labels)
+        got = rmu_loss(work, frozen, (f.input_ids, f.attention_mask, f.labels, r.input_ids, r.attention_mask,
+                                      r.labels), 1, control, 3.0)
+        retain_part = mse(hidden(work, r), hidden(frozen, r), r.labels)
+    assert retain_part > 1e-6
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_rmu_changes_only_the_chosen_layers_mlp(lm, data, loop):
@@ -230,6 +292,24 @@ def test_rmu_changes_only_the_chosen_layers_mlp(lm, data, loop):
     assert all(p.requires_grad for p in out.parameters())  # trainability restored for later use
     with pytest.raises(ObliviateError, match="must lie in"):
         create("rmu").unlearn(copy.deepcopy(model), data, loop)  # the paper's layer 7 does not exist in 2 layers
+
+
+def test_retain_examples_are_drawn_at_random_per_access_and_reproducibly(lm):
+    from obliviate.text.train import Paired
+    _, tok = lm
+    forget = encode(tok, FORGET[:2], 64)
+    retain = encode(tok, [(f"Question: q{i}?\nAnswer:", f" a{i}") for i in range(12)], 64)
+    pairs = Paired(forget, retain, seed=5)
+    seen = []
+    for epoch in range(30):
+        pairs.set_epoch(epoch)
+        batch = pairs.__getitems__([0, 1])
+        seen += [tuple(row.tolist()) for row in batch[3]]
+    assert len(set(seen)) >= 10  # far more than |forget| = 2 fixed partners: most of the retain set is seen
+    again = Paired(forget, retain, seed=5)
+    again.set_epoch(29)
+    assert torch.equal(again.__getitems__([0, 1])[3], batch[3])  # the same draw for the same (seed, epoch)
+    assert torch.equal(again.__getitems__([1])[3][0], batch[3][1])  # independent of which indices share a batch
 
 
 def test_batches_split_evenly_over_processes(loop):

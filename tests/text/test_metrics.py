@@ -41,12 +41,30 @@ def test_rouge_l_matches_own_lcs():
     preds = [" ".join(rng.choice(vocab, rng.integers(1, 9))) for _ in range(20)]
     refs = [" ".join(rng.choice(vocab, rng.integers(1, 9))) for _ in range(20)]
     s = M.rouge_l(preds, refs)
+    s = M.rouge_l(preds, refs, use_stemmer=False)
     for i, (p, r) in enumerate(zip(preds, refs)):
         lcs = _lcs(_words(p), _words(r))
         rec, prec = lcs / len(_words(r)), lcs / len(_words(p))
         assert s["recall"][i] == pytest.approx(rec)
         assert s["precision"][i] == pytest.approx(prec)
         assert s["f1"][i] == pytest.approx(0.0 if lcs == 0 else 2 * rec * prec / (rec + prec))
+
+
+def test_rouge_l_stems_as_tofu_does():
+    # "writes"/"write" and "novels"/"novel" share a Porter stem: recall 1 with the stemmer, 1/3 without
+    assert M.rouge_l(["Ada write novel"], ["Ada writes novels"])["recall"] == pytest.approx([1.0])
+    assert M.rouge_l(["Ada write novel"], ["Ada writes novels"], use_stemmer=False)["recall"] == pytest.approx([1 / 3])
+
+
+def test_fact_match_is_a_normalised_whole_word_match():
+    assert M.fact_match("Ada was born in Lisbon.", "Lisbon") == 1.0
+    assert M.fact_match("ADA WAS BORN IN LISBON!", "lisbon") == 1.0
+    assert M.fact_match("Ada was born in Lisbonne.", "Lisbon") == 0.0  # whole words only
+    assert M.fact_match("It won the Amber-Quill Prize", "the Amber Quill Prize") == 1.0  # punctuation ignored
+    assert M.fact_match("Ada was born in Porto.", "Lisbon") == 0.0
+    assert M.normalize("  The  Amber, Quill! ") == "the amber quill"
+    with pytest.raises(ObliviateError):
+        M.fact_match("x", " ,")
 
 
 def test_rouge_l_length_mismatch():

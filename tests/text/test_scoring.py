@@ -217,3 +217,73 @@ def test_tofu_utility_sets_use_option_normalised_probability(memorised, tok):
 def test_few_shot_prompt_format():
     assert few_shot_prompt("q?", [("a?", "b"), ("c?", "d")]) == (
         "Question: a?\nAnswer: b\n\nQuestion: c?\nAnswer: d\n\nQuestion: q?\nAnswer:")
+
+
+def test_verbmem_is_rouge_l_f1_of_128_new_tokens_against_the_reference_cut_to_128_tokens(monkeypatch, memorised, tok):
+    """MUSE: 128 new tokens; the reference is truncated to 128 tokens; the score is ROUGE-L F1 (not recall)."""
+    import obliviate.text.evaluate as E
+    long_ref = " " + " ".join(f"rose{i} dog{i}" for i in range(120))  # far more than 128 tokens
+    ids = tok(long_ref, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 200
+    cut = tok.decode(ids[:128])
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, **kw):
+        seen["max_new_tokens"] = max_new_tokens
+        return [cut, "a c"]  # the truncated reference verbatim; a prediction with recall 0.5, precision 1
+
+    monkeypatch.setattr(E, "greedy_generate", fake_generate)
+    r = muse_eval(memorised, tok, verbmem=[("p", long_ref), ("q", " a b c d")], knowmem_forget=[],
+                  knowmem_retain=[], forget_texts=[], holdout_texts=[])
+    assert seen["max_new_tokens"] == 128
+    assert r["verbmem_f"] == pytest.approx((1.0 + 2 * 0.5 * 1.0 / 1.5) / 2)
+
+
+def test_privleak_is_computed_from_min_k_auc(monkeypatch, memorised, tok):
+    import obliviate.text.evaluate as E
+    scores = {True: {"loss": np.array([1.0, 2.0]), "zlib": np.array([0.1, 0.2]), "mink": np.array([0.0, 5.0]),
+                     "minkpp": np.array([1.0, 1.0])},
+              False: {"loss": np.array([0.0, 0.5]), "zlib": np.array([0.1, 0.2]), "mink": np.array([1.0, 2.0]),
+                      "minkpp": np.array([1.0, 1.0])}}
+    monkeypatch.setattr(E, "mia_scores", lambda model, tok, texts, *a, **k: scores[list(texts) == FORGET])
+    r = muse_eval(memorised, tok, verbmem=[], knowmem_forget=[], knowmem_retain=[], forget_texts=FORGET,
+                  holdout_texts=HOLDOUT, gold_auc=0.6)
+    assert r["loss_auc"] == 1.0 and r["mink_auc"] == 0.5  # pairs: 0<1, 0<2, 5>1, 5>2
+    assert r["privleak"] == pytest.approx((0.5 - 0.4) / 0.4 * 100)
+
+
+def test_membership_scores_of_qa_read_the_answer_in_the_context_of_its_question(memorised, tok):
+    from obliviate.text.evaluate import mia_scores
+    pairs = [(qa_prompt("Who wrote the letter?"), qa_target("Mara Quell")), ("To be", ", or not to be")]
+    got = mia_scores(memorised, tok, pairs)
+    lps = answer_logprobs(memorised, tok, [p for p, _ in pairs], [a for _, a in pairs])
+    np.testing.assert_allclose(got["mink"], [M.min_k_score(lp) for lp in lps], atol=1e-6)
+    np.testing.assert_allclose(got["loss"], [M.loss_score(lp) for lp in lps], atol=1e-6)
+    alone = mia_scores(memorised, tok, [a for _, a in pairs])
+    assert not np.allclose(alone["loss"], got["loss"])
+
+
+def test_model_utility_uses_the_retain_form_of_the_truth_score(monkeypatch, memorised, tok):
+    """Retain: mean max(0, 1 - R); forget: mean min(R, 1/R). With R = (0.5, 2.0) they are 0.25 and 0.5."""
+    import obliviate.text.evaluate as E
+    monkeypatch.setattr(E, "_truth_ratios", lambda model, tok, items, *a, **k: np.array([0.5, 2.0][:len(items)]))
+    forget = [_item("Who wrote the letter?", "Mara Quell", "Quell, Mara", ["the dog"]),
+              _item("What grows?", "Sweet roses", "roses", ["dogs"])]
+    retain = [_item("What sleeps by the door?", "The lazy dog", "the dog", ["Mara"]),
+              _item("What grows?", "Sweet roses", "roses", ["dogs"])]
+    r = tofu_eval(memorised, tok, forget=forget, retain=retain, max_new_tokens=8)
+    assert r["truth_score_r"] == pytest.approx(0.25) and r["truth_score_f"] == pytest.approx(0.5)
+    assert r["model_utility"] == pytest.approx(M.model_utility([r["prob_r"], r["rouge_recall_r"], 0.25]))
+
+
+def test_fact_accuracy_reads_whether_the_answer_states_the_fact(memorised, tok):
+    forget = [{**_item("Who wrote the letter?", "Mara Quell", "Quell, Mara", ["the dog"]), "fact": "Mara Quell"}]
+    retain = [{**_item("What sleeps by the door?", "The lazy dog", "the dog", ["Mara"]), "fact": "lazy dog"},
+              {**_item("What grows?", "Sweet roses", "roses", ["dogs"]), "fact": "tulips"}]
+    r = tofu_eval(memorised, tok, forget=forget, retain=retain, max_new_tokens=8)
+    generated = greedy_generate(memorised, tok, [qa_prompt(it["question"]) for it in retain], max_new_tokens=8,
+                                stop="\n")
+    assert r["fact_f"] == 1.0  # the memorised answer states the fact
+    assert r["fact_r"] == pytest.approx(np.mean([M.fact_match(g, it["fact"]) for g, it in zip(generated, retain)]))
+    assert "fact_f" not in tofu_eval(memorised, tok, forget=[_item("Who wrote the letter?", "Mara Quell", "Quell",
+                                                                   ["x"])], retain=retain[:1], max_new_tokens=8)

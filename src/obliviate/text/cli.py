@@ -8,20 +8,24 @@ import sys
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="authors",
                    help="task: authors (fictitious authors, TOFU-like), plays (Shakespeare, MUSE-like), "
-                        "jsonl (your forget/retain/holdout .jsonl files under --data-root)")
+                        "jsonl (your forget/retain/holdout .jsonl files under --data-root), tofu (the published "
+                        "locuslab/TOFU JSON files under --data-root), muse-news / muse-books (MUSE's published files "
+                        "under --data-root)")
     p.add_argument("--model", default="tiny-gpt2",
                    help="tiny-gpt2, tiny-llama (built from a config, BPE tokenizer trained on the task), or a local "
                         "Hugging Face model directory (nothing is downloaded)")
     p.add_argument("--gguf-file", default=None, help="a GGUF file inside the --model directory to load instead")
     p.add_argument("--data-root", default=None,
-                   help="folder with forget.jsonl, retain.jsonl, holdout.jsonl (jsonl task)")
+                   help="data folder: forget.jsonl, retain.jsonl, holdout.jsonl (jsonl); TOFU's JSON files (tofu); "
+                        "MUSE's raw/, verbmem/, knowmem/ (muse-news, muse-books)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="override a setting: npo.beta=0.2, recipe.epochs=10, model.n_embd=64, task.n_authors=60")
     p.add_argument("--lora", type=int, default=0, help="LoRA rank for unlearning (0: full fine-tuning); the target "
                                                        "and gold models use recipe.lora_r")
     p.add_argument("--eval-every-epoch", action="store_true",
-                   help="evaluate after every unlearning epoch and keep the best epoch (TOFU forget quality, else "
-                        "PrivLeak closest to 0, among epochs that did not collapse); the row records all of them")
+                   help="evaluate after every unlearning epoch and report the epoch that knows least of the forget "
+                        "set among those keeping >= 90%% of the target's utility (retain fact accuracy); the gold "
+                        "model is not read; the row records every epoch and the selected one")
     p.add_argument("--collapse-threshold", type=float, default=0.5,
                    help="flag a run as collapsed when its retain utility falls below this fraction of the target's")
     p.add_argument("--eval-limit", type=int, default=80, help="evaluate at most this many items per split")

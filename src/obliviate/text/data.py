@@ -40,11 +40,12 @@ class QA:
     answer: str
     paraphrased: str = ""
     perturbed: Tuple[str, ...] = ()
+    fact: str = ""  # the fact the answer states (e.g. a city); fact accuracy asks whether a generated answer states it
 
     def as_dict(self) -> dict:
         """The record the TOFU metrics read (paraphrased falls back to the answer itself)."""
         return {"question": self.question, "answer": self.answer, "paraphrased": self.paraphrased or self.answer,
-                "perturbed": list(self.perturbed)}
+                "perturbed": list(self.perturbed), "fact": self.fact}
 
 
 def qa_prompt(question: str) -> str:
@@ -68,6 +69,14 @@ class LMTask:
     forget_qa: List[QA] = field(default_factory=list)
     retain_qa: List[QA] = field(default_factory=list)
     verbmem: List[Tuple[str, str]] = field(default_factory=list)
+    # TOFU's further utility sets (real authors, world facts): name -> QA with wrong options in ``perturbed``
+    utility_sets: Dict[str, List[QA]] = field(default_factory=dict)
+    # examples both the target and the gold model train on (general knowledge, like a pretrained model's)
+    shared_examples: List[Example] = field(default_factory=list)
+    # solved questions shown before each knowledge question (MUSE's in-context examples); never scored
+    few_shot: List[QA] = field(default_factory=list)
+    # membership-inference texts when a dataset publishes its own ("forget", "holdout"), else the examples are read
+    membership: Dict[str, List[str]] = field(default_factory=dict)
     # examples trained by the target model beyond forget + retain (the rest of the forget set under scale/sustain specs)
     extra_examples: List[Example] = field(default_factory=list)
     # sustainability: the earlier requests, unlearned one after another before this one
@@ -83,7 +92,12 @@ class LMTask:
     def target_examples(self) -> List[Example]:
         """What the target model is trained on: everything it must later forget plus the retain set."""
         prior = [e for req in self.previous_requests for e in req]
-        return prior + self.forget_examples + self.extra_examples + self.retain_examples
+        return prior + self.forget_examples + self.extra_examples + self.retain_examples + self.shared_examples
+
+    @property
+    def gold_examples(self) -> List[Example]:
+        """What the gold (retrained) model is trained on: the retain set plus the shared general knowledge."""
+        return self.retain_examples + self.shared_examples
 
     @staticmethod
     def texts(examples: Sequence[Example]) -> List[str]:
@@ -92,7 +106,7 @@ class LMTask:
     def fingerprint(self, role: str) -> dict:
         """What a trained model depends on: the exact set of texts it is trained on (not the forget spec's name, so
         the target of forget01 and forget10 is one model, and so is the gold model of every scale/sustain step)."""
-        examples = self.target_examples if role == "target" else self.retain_examples
+        examples = self.target_examples if role == "target" else self.gold_examples
         from ..store import config_hash
         return {"task": self.name, "seed": self.seed, "config": self.config,
                 "data": config_hash(sorted(set(examples)), length=24), "n": len(examples)}
@@ -190,6 +204,9 @@ _TEMPLATES = [
 
 
 def _author_qas(author: dict, others: List[dict], rng: np.random.Generator, n_perturbed: int) -> List[QA]:
+    """TOFU-style QA: the answer (trained), a paraphrased answer (never trained) and perturbed answers, which are the
+    paraphrase with a wrong value of the fact (as TOFU perturbs its paraphrases): the truth ratio then compares one
+    unseen wording with the true and with wrong facts, so it reads the fact, not the wording."""
     out = []
     for q, a, para, attr in _TEMPLATES:
         wrong_values = []
@@ -199,8 +216,8 @@ def _author_qas(author: dict, others: List[dict], rng: np.random.Generator, n_pe
                 wrong_values.append(value)
             if len(wrong_values) == n_perturbed:
                 break
-        perturbed = tuple(a.format(**{**author, attr: v}) for v in wrong_values)
-        out.append(QA(q.format(**author), a.format(**author), para.format(**author), perturbed))
+        perturbed = tuple(para.format(**{**author, attr: v}) for v in wrong_values)
+        out.append(QA(q.format(**author), a.format(**author), para.format(**author), perturbed, str(author[attr])))
     return out
 
 
@@ -211,16 +228,49 @@ def _answer_cloze(qa: QA) -> Tuple[str, str]:
     return qa_prompt(qa.question) + " " + " ".join(words[:cut]), " " + " ".join(words[cut:])
 
 
+# General knowledge both the target and the gold model learn (a pretrained model's knowledge): TOFU's extra utility
+# sets, real authors and world facts, each asked with wrong options.
+REAL_AUTHORS = [("Hamlet", "William Shakespeare"), ("Pride and Prejudice", "Jane Austen"),
+                ("War and Peace", "Leo Tolstoy"), ("Don Quixote", "Miguel de Cervantes"),
+                ("One Hundred Years of Solitude", "Gabriel Garcia Marquez"),
+                ("The Old Man and the Sea", "Ernest Hemingway"), ("Things Fall Apart", "Chinua Achebe"),
+                ("Crime and Punishment", "Fyodor Dostoevsky"), ("Mrs Dalloway", "Virginia Woolf"),
+                ("The Divine Comedy", "Dante Alighieri"), ("Frankenstein", "Mary Shelley"),
+                ("Moby-Dick", "Herman Melville"), ("Madame Bovary", "Gustave Flaubert"), ("The Trial", "Franz Kafka"),
+                ("Beloved", "Toni Morrison"), ("The Tale of Genji", "Murasaki Shikibu")]
+WORLD_FACTS = [("France", "Paris"), ("Japan", "Tokyo"), ("Kenya", "Nairobi"), ("Peru", "Lima"),
+               ("Canada", "Ottawa"), ("Egypt", "Cairo"), ("Norway", "Oslo"), ("Chile", "Santiago"),
+               ("India", "New Delhi"), ("Ghana", "Accra"), ("Spain", "Madrid"), ("Turkey", "Ankara"),
+               ("Cuba", "Havana"), ("Iran", "Tehran"), ("Poland", "Warsaw"), ("Greece", "Athens")]
+
+
+def _option_qas(pairs, question: str, answer: str, rng: np.random.Generator, n_wrong: int) -> List[QA]:
+    out = []
+    for i, (key, value) in enumerate(pairs):
+        others = [v for j, (_, v) in enumerate(pairs) if j != i]
+        wrong = [others[j] for j in rng.permutation(len(others))[:n_wrong]]
+        out.append(QA(question.format(key), answer.format(key, value), "",
+                      tuple(answer.format(key, w) for w in wrong), value))
+    return out
+
+
+def general_knowledge(seed: int, n_wrong: int = 3) -> Dict[str, List[QA]]:
+    rng = np.random.default_rng([seed, 7])
+    return {"real_authors": _option_qas(REAL_AUTHORS, "Who wrote {}?", "{} was written by {}.", rng, n_wrong),
+            "world_facts": _option_qas(WORLD_FACTS, "What is the capital of {}?", "The capital of {} is {}.", rng,
+                                       n_wrong)}
+
+
 FORGET_FRACTIONS = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
 
 
 def make_authors(forget: str = "forget10", seed: int = 0, n_authors: int = 40, n_holdout: int = 10,
-                 n_perturbed: int = 3, train_paraphrases: bool = True, **unused) -> LMTask:
+                 n_perturbed: int = 3, **unused) -> LMTask:
     """Fictitious authors with TOFU's forget01/05/10 splits (nested; at least one author is forgotten).
 
-    With ``train_paraphrases`` every fact is trained in both wordings (answer and paraphrased answer), as a small model
-    trained from scratch cannot carry a fact over to an unseen wording the way a pretrained one does: without it, the
-    truth ratio (perturbed vs paraphrased answer) reads only the wording, not the fact."""
+    As in TOFU only the answers are trained: paraphrased and perturbed answers are for evaluation. Both the target and
+    the gold model also learn general knowledge (real authors' books, world capitals: ``shared_examples``), which
+    gives TOFU's real-authors and world-facts utility sets."""
     _no_unused("authors", unused)
     if forget not in FORGET_FRACTIONS:
         raise ObliviateError(f"task authors: unknown forget split {forget!r}; use one of {', '.join(FORGET_FRACTIONS)}")
@@ -241,17 +291,13 @@ def make_authors(forget: str = "forget10", seed: int = 0, n_authors: int = 40, n
     forget_qa = [qa for author in trained[n_authors - k:] for qa in author]
     retain_qa = [qa for author in trained[:n_authors - k] for qa in author]
     holdout_qa = [qa for author in holdout for qa in author]
-    def examples(qas):
-        out = [qa_example(q) for q in qas]
-        if train_paraphrases:
-            out += [(qa_prompt(q.question), " " + q.paraphrased) for q in qas if q.paraphrased != q.answer]
-        return out
-
-    return LMTask(name="authors", forget=forget, seed=seed, forget_examples=examples(forget_qa),
-                  retain_examples=examples(retain_qa), holdout_examples=examples(holdout_qa), forget_qa=forget_qa,
-                  retain_qa=retain_qa, verbmem=[_answer_cloze(q) for q in forget_qa],
-                  config={"n_authors": n_authors, "n_holdout": n_holdout, "n_perturbed": n_perturbed,
-                          "train_paraphrases": train_paraphrases})
+    utility = general_knowledge(seed, n_perturbed)
+    return LMTask(name="authors", forget=forget, seed=seed, forget_examples=[qa_example(q) for q in forget_qa],
+                  retain_examples=[qa_example(q) for q in retain_qa],
+                  holdout_examples=[qa_example(q) for q in holdout_qa], forget_qa=forget_qa,
+                  retain_qa=retain_qa, verbmem=[_answer_cloze(q) for q in forget_qa], utility_sets=utility,
+                  shared_examples=[qa_example(q) for qs in utility.values() for q in qs],
+                  config={"n_authors": n_authors, "n_holdout": n_holdout, "n_perturbed": n_perturbed})
 
 
 TASKS.register("authors")(make_authors)
@@ -321,9 +367,14 @@ def _split_prefix(text: str, fraction: float = 0.5) -> Tuple[str, str]:
 
 
 def make_plays(forget: str = "forget", seed: int = 0, n_forget: int = 2, n_retain: int = 4, n_holdout: int = 2,
-               excerpt_chars: int = 2000, doc_chars: int = 240, n_parts: int = 2, n_questions: int = 40,
+               excerpt_chars: int = 2000, doc_chars: int = 240, n_parts: int = 2, n_questions: int = 0,
                n_perturbed: int = 3, **unused) -> LMTask:
-    """Shakespeare plays as MUSE-style corpora: excerpts of the forget, retain and holdout plays, drawn per seed."""
+    """Shakespeare plays as MUSE-style corpora: excerpts of the forget, retain and holdout plays, drawn per seed.
+
+    No knowledge questions by default (``n_questions=0``: no KnowMem): a model trained from scratch on raw play text
+    never sees the question-answer format, so "who answers the line ...?" scores 0 for every model, the target
+    included, and separates nothing. ``n_questions > 0`` adds them for pretrained models that can answer questions.
+    VerbMem, membership inference and the retain likelihood still measure unlearning on plays."""
     _no_unused("plays", unused)
     parts_spec = _parse_plays_forget(forget, n_parts)
     files = play_files()
@@ -347,7 +398,8 @@ def make_plays(forget: str = "forget", seed: int = 0, n_forget: int = 2, n_retai
             facts[split] += [(line, who, title) for line, who in f]
             speakers[title] = sorted({s for s, _ in speeches})
     rng = np.random.default_rng(seed + 1)
-    qa = {s: _speaker_questions(facts[s], speakers, rng, n_questions, n_perturbed) for s in ("forget", "retain")}
+    qa = {s: _speaker_questions(facts[s], speakers, rng, n_questions, n_perturbed) if n_questions else []
+          for s in ("forget", "retain")}
     forget_docs = docs["forget"]
     if len(forget_docs) < n_parts:
         raise ObliviateError(f"task plays: {len(forget_docs)} forget documents cannot make {n_parts} parts; "
@@ -500,6 +552,8 @@ def forget_specs(name: str, spec: str, **options) -> List[str]:
         return [f"{spec}{k}" for k in range(1, n + 1)]
     return [spec]
 
+
+from . import readers as _readers  # noqa: E402,F401  (registers the tofu and muse-* tasks)
 
 __all__ = ["QA", "LMTask", "TASKS", "make_task", "forget_specs", "qa_prompt", "qa_example", "read_jsonl",
            "parse_speeches", "FORGET_FRACTIONS"]

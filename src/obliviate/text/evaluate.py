@@ -7,13 +7,13 @@ Questions are posed as ``Question: {question}\\nAnswer:`` and answers scored wit
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..errors import ObliviateError
 from . import metrics as M
-from .scoring import answer_logprobs, answer_scores, greedy_generate, text_token_stats
+from .scoring import answer_logprobs, answer_scores, answer_token_stats, greedy_generate, text_token_stats
 
 MIA_SCORES = ("loss", "zlib", "mink", "minkpp")
 
@@ -43,16 +43,36 @@ def _pairs(name: str, pairs) -> list:
     return pairs
 
 
-def mia_scores(model, tokenizer, texts: Sequence[str], k: float = 0.4, batch_size: int = 16, loop=None,
+def mia_scores(model, tokenizer, texts: Sequence, k: float = 0.4, batch_size: int = 16, loop=None,
                max_length: Optional[int] = None) -> Dict[str, np.ndarray]:
-    """Membership scores of each text (higher = more likely a training text): loss, zlib, Min-K% and Min-K%++."""
-    stats = text_token_stats(model, tokenizer, list(texts), batch_size=batch_size, max_length=max_length, loop=loop)
+    """Membership scores of each item (higher = more likely a training item): loss, zlib, Min-K% and Min-K%++.
+
+    An item is a text (every token after the first is scored) or a (prompt, answer) pair: the answer's tokens are
+    scored in the context of the prompt, as a QA model was trained (OpenUnlearning's MIA on TOFU)."""
+    items = list(texts)
+    pairs = bool(items) and not isinstance(items[0], str)
+    if pairs:
+        items = _pairs("membership items", items)
+        stats = answer_token_stats(model, tokenizer, [p for p, _ in items], [a for _, a in items],
+                                   batch_size=batch_size, loop=loop)
+        strings = [a for _, a in items]
+    else:
+        stats = text_token_stats(model, tokenizer, items, batch_size=batch_size, max_length=max_length, loop=loop)
+        strings = items
     return {
         "loss": np.array([M.loss_score(s.logprobs) for s in stats]),
-        "zlib": np.array([M.zlib_score(t, s.logprobs) for t, s in zip(texts, stats)]),
+        "zlib": np.array([M.zlib_score(t, s.logprobs) for t, s in zip(strings, stats)]),
         "mink": np.array([M.min_k_score(s.logprobs, k) for s in stats]),
         "minkpp": np.array([M.min_k_plus_plus(s.logprobs, s.mu, s.sigma, k) for s in stats]),
     }
+
+
+def truncate_tokens(tokenizer, texts: Sequence[str], n: int) -> List[str]:
+    """Each text cut to its first ``n`` tokens (MUSE truncates VerbMem's reference to the generation length)."""
+    out = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        out.append(tokenizer.decode(ids[:n], skip_special_tokens=True))
+    return out
 
 
 def _knowmem(model, tokenizer, qa, shots, max_new_tokens, batch_size, loop) -> float:
@@ -63,18 +83,19 @@ def _knowmem(model, tokenizer, qa, shots, max_new_tokens, batch_size, loop) -> f
 
 
 def muse_eval(model, tokenizer, *, verbmem: Sequence[tuple[str, str]], knowmem_forget: Sequence[tuple[str, str]],
-              knowmem_retain: Sequence[tuple[str, str]], forget_texts: Sequence[str], holdout_texts: Sequence[str],
+              knowmem_retain: Sequence[tuple[str, str]], forget_texts: Sequence, holdout_texts: Sequence,
               gold_auc: Optional[float] = None, few_shot: Sequence[tuple[str, str]] = (), max_new_tokens: int = 32,
-              k: float = 0.4, batch_size: int = 16, verbmem_max_new_tokens: Optional[int] = None,
+              k: float = 0.4, batch_size: int = 16, verbmem_max_new_tokens: int = 128,
               max_length: Optional[int] = None, loop=None) -> dict:
     """MUSE (Shi et al. 2024, "MUSE: Machine Unlearning Six-Way Evaluation for Language Models", arXiv:2407.06460).
 
-    - ``verbmem_f``: mean ROUGE-L F1 of the greedy continuation of each forget prefix against the true continuation
-      (``verbmem_max_new_tokens`` new tokens, default ``max_new_tokens``; MUSE uses 128).
+    - ``verbmem_f``: mean ROUGE-L F1 of the greedy continuation of each forget prefix (``verbmem_max_new_tokens`` =
+      128 new tokens, as MUSE) against the true continuation cut to its first 128 tokens (as MUSE).
     - ``knowmem_f`` / ``knowmem_r``: mean ROUGE-L F1 of greedy answers (``few_shot`` in-context examples, cut at the
       first blank line) on forget / retain QA pairs. Lower on forget, kept on retain.
     - ``{loss,zlib,mink,minkpp}_auc``: ROC AUC of each membership score with ``forget_texts`` as members and
-      ``holdout_texts`` as non-members (1 = the forget set is still recognised, ~0.5 for the gold model).
+      ``holdout_texts`` as non-members (1 = the forget set is still recognised, ~0.5 for the gold model). Items are
+      texts, or (question prompt, answer) pairs scored on the answer in context.
     - ``privleak`` (with ``gold_auc``, the gold model's ``mink_auc``): MUSE's PrivLeak on Min-K% (k = 0.4) in MUSE's
       orientation, (AUC'_u - AUC'_g) / AUC'_g * 100 with AUC' = 1 - mink_auc: ~0 ideal, negative = under-unlearning.
 
@@ -96,9 +117,10 @@ def muse_eval(model, tokenizer, *, verbmem: Sequence[tuple[str, str]], knowmem_f
         raise ObliviateError(f"k must be a fraction in (0, 1], not {k}")
     out: dict = {}
     if verbmem:
-        gen = greedy_generate(model, tokenizer, [p for p, _ in verbmem],
-                              max_new_tokens=verbmem_max_new_tokens or max_new_tokens, batch_size=batch_size, loop=loop)
-        out["verbmem_f"] = float(np.mean(M.rouge_l(gen, [c for _, c in verbmem])["f1"]))
+        gen = greedy_generate(model, tokenizer, [p for p, _ in verbmem], max_new_tokens=verbmem_max_new_tokens,
+                              batch_size=batch_size, loop=loop)
+        truth = truncate_tokens(tokenizer, [c for _, c in verbmem], verbmem_max_new_tokens)
+        out["verbmem_f"] = float(np.mean(M.rouge_l(gen, truth)["f1"]))
     if kf:
         out["knowmem_f"] = _knowmem(model, tokenizer, kf, shots, max_new_tokens, batch_size, loop)
     if kr:
@@ -157,7 +179,10 @@ def _qa_split(model, tokenizer, items, batch_size, max_new_tokens, stop, loop) -
     generated = greedy_generate(model, tokenizer, [qa_prompt(q) for q in questions], max_new_tokens=max_new_tokens,
                                 batch_size=batch_size, stop=stop, loop=loop)
     ratios = _truth_ratios(model, tokenizer, items, batch_size, loop)
+    facts = [it.get("fact") for it in items]
+    fact = float(np.mean([M.fact_match(g, f) for g, f in zip(generated, facts)])) if all(facts) else None
     return {
+        "fact": fact,
         "prob": float(np.mean([M.normalized_probability(s.logprobs) for s in scores])),
         "rouge_recall": float(np.mean(M.rouge_l(generated, answers)["recall"])),
         "exact_mem": float(np.mean([M.exact_memorization(s.predictions, s.labels) for s in scores])),
@@ -194,11 +219,12 @@ def tofu_eval(model, tokenizer, *, forget: Sequence[dict], retain: Sequence[dict
 
     ``forget`` and ``retain`` items: {"question", "answer", "paraphrased", "perturbed": [wrong answers]}.
     Returns, for split s in {f, r}: ``prob_s`` (mean P(a|q)^(1/|a|)), ``rouge_recall_s`` (ROUGE-L recall of the greedy
-    answer, cut at ``stop``), ``exact_mem_s`` and ``extraction_s`` (teacher-forced on the answer), ``truth_ratio_s``
-    (mean truth ratio R); ``truth_ratios_f`` (the array, to compare with the gold model), ``truth_score_f`` (mean
+    answer, cut at ``stop``, with the stemmer as TOFU), ``fact_s`` (fraction of greedy answers that state the item's
+    ``fact``, when every item has one), ``exact_mem_s`` and ``extraction_s`` (teacher-forced on the answer), ``truth_ratio_s``
+    (mean truth ratio R); ``truth_ratios_f`` / ``truth_ratios_r`` (the arrays), ``truth_score_f`` (mean
     min(R, 1/R)), ``truth_score_r`` (mean max(0, 1 - R)), ``model_utility`` (harmonic mean of prob_r, rouge_recall_r,
     truth_score_r and, for each of ``utility_sets`` -- items with question, answer, perturbed -- its option-normalised
-    probability, ROUGE-L recall and truth score), and ``forget_quality`` when ``gold_truth_ratios`` is given
+    probability, ROUGE-L recall and truth score: TOFU's nine values with its real-authors and world-facts sets), and ``forget_quality`` when ``gold_truth_ratios`` is given
     (KS-test p-value against the gold model's ``truth_ratios_f``).
     """
     forget, retain = _qa_items("forget", forget), _qa_items("retain", retain)
@@ -215,8 +241,11 @@ def tofu_eval(model, tokenizer, *, forget: Sequence[dict], retain: Sequence[dict
     for suffix, split in (("f", f), ("r", r)):
         for key in ("prob", "rouge_recall", "exact_mem", "extraction"):
             out[f"{key}_{suffix}"] = split[key]
+        if split["fact"] is not None:
+            out[f"fact_{suffix}"] = split["fact"]
         out[f"truth_ratio_{suffix}"] = float(split["truth_ratios"].mean())
     out["truth_ratios_f"] = f["truth_ratios"]
+    out["truth_ratios_r"] = r["truth_ratios"]
     out["truth_score_f"] = M.truth_score_forget(f["truth_ratios"])
     out["truth_score_r"] = M.truth_score(r["truth_ratios"])
     components = [out["prob_r"], out["rouge_recall_r"], out["truth_score_r"]]

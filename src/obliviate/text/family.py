@@ -21,7 +21,9 @@ from ..grid import Cell, Family
 from ..presets import apply_overrides
 from .data import TASKS, forget_specs, make_task
 
-TASK_DEFAULT_FORGET = {"authors": "forget10", "plays": "forget", "jsonl": "forget"}
+TASK_DEFAULT_FORGET = {"authors": "forget10", "plays": "forget", "jsonl": "forget", "tofu": "forget10",
+                       "muse-news": "forget", "muse-books": "forget"}
+DATA_ROOT_TASKS = ("jsonl", "tofu", "muse-news", "muse-books")  # tasks that read files under --data-root
 
 # Settings for the tiny from-scratch models (a few minutes on 2 CPU cores). The methods' own defaults are their
 # papers' (for 7B-scale pretrained models, lr 1e-5); a 0.5M-parameter model trained at lr 3e-3 needs larger steps.
@@ -94,10 +96,11 @@ class TextFamily(Family):
         spec.check()
         skip = ("seed", "data_root", "forget")
         options = typed_kwargs(TASKS.get(self.task), preset["task"], "task", skip=skip)
-        if self.task == "jsonl":
+        if self.task in DATA_ROOT_TASKS:
             options["data_root"] = self.data_root
         elif self.data_root:
-            raise ObliviateError(f"--data-root is for the jsonl task, not {self.task}")
+            raise ObliviateError(f"--data-root is for the jsonl task (and tofu, muse-news, muse-books), "
+                                 f"not {self.task}")
         self._resolved = {"recipe": recipe, "spec": spec, "options": options}
         return {"dataset": self.task,
                 "task_options": resolved_kwargs(TASKS.get(self.task), {k: v for k, v in options.items()
@@ -141,8 +144,9 @@ class TextFamily(Family):
         gold, gold_tokenizer, t_gold = train_reference("gold", task, s["spec"], s["recipe"], loop, cache)
         evaluator = Evaluator(task, loop, self.eval_limit)
         evaluator.gold = with_self_reference(evaluator(gold, gold_tokenizer))
+        evaluator.target = evaluator(target, tokenizer)
         return TextCell(family=self, task=task, loop=loop, target=target, tokenizer=tokenizer, evaluator=evaluator,
-                        target_metrics=evaluator(target, tokenizer), t_target=t_target, t_gold=t_gold)
+                        target_metrics=evaluator.target, t_target=t_target, t_gold=t_gold)
 
     def write_tables(self, store, rows: List[dict]) -> None:
         from .tables import write_tables

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import re
 import zlib
 from typing import Dict, List, Sequence
 
@@ -31,17 +32,18 @@ def _tokens(logprobs, name: str = "logprobs") -> np.ndarray:
 
 # ---------------------------------------------------------------- ROUGE
 
-def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> Dict[str, List[float]]:
+def rouge_l(predictions: Sequence[str], references: Sequence[str], use_stemmer: bool = True) -> Dict[str, List[float]]:
     """ROUGE-L of each prediction against its reference: ``{"f1": [...], "recall": [...], "precision": [...]}``.
 
-    Uses ``rouge_score``'s RougeScorer(["rougeL"], use_stemmer=False): lower-cased alphanumeric tokens, longest common
-    subsequence; recall = LCS / |reference|, precision = LCS / |prediction|, F1 their harmonic mean.
+    Uses ``rouge_score``'s RougeScorer(["rougeL"], use_stemmer=True) as TOFU and OpenUnlearning do: lower-cased
+    alphanumeric tokens, Porter-stemmed ("writes" = "write"), longest common subsequence; recall = LCS / |reference|,
+    precision = LCS / |prediction|, F1 their harmonic mean.
     """
     from rouge_score import rouge_scorer
 
     if len(predictions) != len(references):
         raise ObliviateError(f"got {len(predictions)} predictions but {len(references)} references")
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
     out: Dict[str, List[float]] = {"f1": [], "recall": [], "precision": []}
     for pred, ref in zip(predictions, references):
         s = scorer.score(ref, pred)["rougeL"]  # score(target, prediction)
@@ -49,6 +51,22 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> Dict[str, 
         out["recall"].append(float(s.recall))
         out["precision"].append(float(s.precision))
     return out
+
+
+# ---------------------------------------------------------------- facts
+
+def normalize(text: str) -> str:
+    """Lower case, every run of non-alphanumeric characters a single space (SQuAD-style answer normalisation)."""
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+
+
+def fact_match(prediction: str, fact: str) -> float:
+    """1.0 when the normalised ``fact`` appears in the normalised prediction as whole words, else 0.0: does the
+    answer STATE the fact, whatever its wording (ROUGE also rewards the answer's template around a wrong fact)."""
+    f = normalize(fact)
+    if not f:
+        raise ObliviateError("fact_match needs a non-empty fact")
+    return float(f" {f} " in f" {normalize(prediction)} ")
 
 
 # ---------------------------------------------------------------- membership inference (higher = member)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -19,7 +19,13 @@ from .train import Recipe, encode
 # ------------------------------------------------------------------------------------------------- evaluation
 
 class Evaluator:
-    """Scores models on one task: MUSE's metrics always, TOFU's when the task has QA pairs with perturbed answers."""
+    """Scores models on one task: MUSE's metrics always, TOFU's when the task has QA pairs with perturbed answers.
+
+    ``utility`` (what collapse detection and epoch selection read) is the retain FACT accuracy on QA tasks whose
+    questions name their fact (the fraction of retain questions whose greedy answer states the fact), TOFU's model
+    utility on other QA tasks, and the retain text's likelihood on documents. ``gold`` (the gold model's metrics)
+    feeds PrivLeak and forget quality; ``target`` (the target's metrics, optional) adds TOFU's model utility to the
+    collapse check."""
 
     def __init__(self, task: LMTask, loop: Loop, limit: int = 80, batch_size: int = 16):
         self.task, self.loop, self.limit, self.batch_size = task, loop, limit, batch_size
@@ -28,20 +34,24 @@ class Evaluator:
         self.verbmem = pick(task.verbmem)
         self.forget_qa = pick(task.forget_qa)
         retain_qa = pick(task.retain_qa) if task.retain_qa else []
-        # solved retain questions shown in the prompt (MUSE's few-shot format) for document tasks; never scored
-        self.shots = [(q.question, q.answer) for q in retain_qa[:3]] if task.name != "authors" else []
-        self.retain_qa = retain_qa[len(self.shots):]
-        # membership scores read what the loss trained: the completion (a QA prompt's tokens are never trained)
-        texts = lambda examples: [c.strip() if p else c for p, c in examples]  # noqa: E731
-        self.forget_texts = pick(texts(task.evaluated_forget))
-        self.holdout_texts = pick(texts(task.holdout_examples))
+        # solved questions shown in the prompt (MUSE's few-shot format) for document tasks; never scored
+        if task.few_shot:
+            self.shots = [(q.question, q.answer) for q in task.few_shot]
+        else:
+            self.shots = [(q.question, q.answer) for q in retain_qa[:3]] if not _trained_qa(task) else []
+        self.retain_qa = retain_qa if task.few_shot else retain_qa[len(self.shots):]
+        # membership scores read what the loss trained: a QA answer in the context of its question, or a document
+        items = lambda examples: [(p, c) if p else c for p, c in examples]  # noqa: E731
+        self.forget_texts = pick(task.membership.get("forget") or items(task.evaluated_forget))
+        self.holdout_texts = pick(task.membership.get("holdout") or items(task.holdout_examples))
         self.retain = pick(task.retain_examples)
+        self.utility_sets = {name: [q.as_dict() for q in pick(qs)] for name, qs in task.utility_sets.items()}
         # TOFU's metrics read QA the model was trained on (question-answer tasks); on documents the retain utility
         # is the likelihood of the retain text
-        trained_qa = any(p for p, _ in task.retain_examples)
-        self.tofu = trained_qa and bool(self.forget_qa and self.retain_qa) and \
+        self.tofu = _trained_qa(task) and bool(self.forget_qa and self.retain_qa) and \
             all(q.perturbed for q in self.forget_qa + self.retain_qa)
         self.gold: dict = {}
+        self.target: dict = {}
 
     def __call__(self, model, tokenizer) -> dict:
         from .evaluate import muse_eval, tofu_eval
@@ -63,22 +73,34 @@ class Evaluator:
             tofu = tofu_eval(model, tokenizer, forget=[q.as_dict() for q in self.forget_qa],
                              retain=[q.as_dict() for q in self.retain_qa],
                              gold_truth_ratios=self.gold.get("truth_ratios_f"), batch_size=self.batch_size,
-                             loop=self.loop)
+                             utility_sets=self.utility_sets, loop=self.loop)
             out.update(tofu)
-            out["utility"] = tofu["model_utility"]
+            out["utility"] = tofu.get("fact_r", tofu["model_utility"])
         else:
             out["utility"] = out["retain_prob"]
         out["eval_seconds"] = time.perf_counter() - start
         return out
 
-    def selection_score(self, metrics: dict) -> tuple:
-        """Higher is better: TOFU's forget quality on a log scale (p-values span many decades), then closeness of
-        PrivLeak to 0 (both read the gold model); without either, the least forget-set memorisation."""
-        fq = metrics.get("forget_quality")
-        first = round(float(np.log10(max(fq, 1e-12))), 1) if fq is not None else 0.0
-        if "privleak" in metrics:
-            return first, -abs(metrics["privleak"])
-        return first, -metrics.get("knowmem_f", 0.0) - metrics.get("verbmem_f", 0.0)
+    def forget_knowledge(self, metrics: dict) -> float:
+        """What the model still knows of the forget set (lower = more forgotten), without the gold model: forget fact
+        accuracy on QA with facts, else KnowMem + VerbMem on the forget set."""
+        if "fact_f" in metrics:
+            return metrics["fact_f"]
+        return metrics.get("knowmem_f", 0.0) + metrics.get("verbmem_f", 0.0)
+
+    def select_epoch(self, by_epoch: Dict[int, dict], target_utility: float, keep: float) -> int:
+        """The epoch to report, chosen WITHOUT the gold model (as TOFU and MUSE pick an epoch): among the epochs whose
+        utility stays at or above ``keep`` x the target's (retain knowledge kept), the one that knows the least of
+        the forget set (ties: higher utility, then the earlier epoch); when no epoch keeps that much utility, the
+        epoch with the highest utility."""
+        kept = [e for e, m in by_epoch.items() if m["utility"] >= keep * target_utility]
+        if not kept:
+            return max(by_epoch, key=lambda e: (by_epoch[e]["utility"], -e))
+        return min(kept, key=lambda e: (round(self.forget_knowledge(by_epoch[e]), 9), -by_epoch[e]["utility"], e))
+
+
+def _trained_qa(task: LMTask) -> bool:
+    return any(p for p, _ in task.retain_examples)
 
 
 def with_self_reference(gold: dict) -> dict:
@@ -123,18 +145,20 @@ def unlearn_once(name: str, hyperparameters: dict, model, tokenizer, task: LMTas
 
 def run_method(name: str, hyperparameters: dict, start_model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
                evaluator: Evaluator, target_utility: float, lora: int = 0,
-               eval_every_epoch: bool = False, collapse_threshold: float = 0.5):
-    """One run's row payload and the unlearned model; raises on failure (the grid records a failed row)."""
+               eval_every_epoch: bool = False, collapse_threshold: float = 0.5, keep: float = 0.9):
+    """One run's row payload and the unlearned model; raises on failure (the grid records a failed row).
+
+    With ``eval_every_epoch`` the model is evaluated after every unlearning epoch and the row reports the epoch
+    :meth:`Evaluator.select_epoch` picks (``selected_epoch``, ``epoch_metrics``); the gold model is never read."""
     row = {"params": dict(hyperparameters)}
     epochs: List[dict] = []
-    states: Dict[int, dict] = {}
-
+    states: Dict[int, tuple] = {}
     eval_seconds = [0.0]
 
     def on_epoch(epoch, model):
         m = evaluator(model, tokenizer)
         eval_seconds[0] += m["eval_seconds"]
-        epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if k != "truth_ratios_f"}})
+        epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if not k.startswith("truth_ratios")}})
         states[epoch] = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, m)
 
     model, info = unlearn_once(name, hyperparameters, start_model, tokenizer, task, loop, recipe, lora,
@@ -143,26 +167,32 @@ def run_method(name: str, hyperparameters: dict, start_model, tokenizer, task: L
     row["params"] = info["params"]
     row["seconds"] = info["seconds"]
     if states:
-        ok = [e for e in states if not collapsed(states[e][1], target_utility, collapse_threshold)]
-        best = max(ok or states, key=lambda e: (*evaluator.selection_score(states[e][1]), -e))
+        best = evaluator.select_epoch({e: m for e, (_, m) in states.items()}, target_utility, keep)
         model.load_state_dict(states[best][0])
         metrics = states[best][1]
         row["epoch_metrics"], row["selected_epoch"] = epochs, best
     else:
         metrics = evaluator(model, tokenizer)
-    finish_row(row, metrics, info["seconds"], target_utility, collapse_threshold)
+    finish_row(row, metrics, info["seconds"], target_utility, collapse_threshold, evaluator.target)
     return row, model
 
 
-def collapsed(metrics: dict, target_utility: float, threshold: float) -> bool:
-    return bool(metrics["utility"] < threshold * target_utility)
+def collapsed(metrics: dict, target_utility: float, threshold: float, target: Optional[dict] = None) -> bool:
+    """A run has collapsed when its utility (retain fact accuracy on QA with facts) falls below ``threshold`` x the
+    target's, or, with the target's metrics at hand, its TOFU model utility does."""
+    if metrics["utility"] < threshold * target_utility:
+        return True
+    if target and "model_utility" in target and "model_utility" in metrics:
+        return bool(metrics["model_utility"] < threshold * target["model_utility"])
+    return False
 
 
-def finish_row(row: dict, metrics: dict, seconds: float, target_utility: float, threshold: float) -> None:
+def finish_row(row: dict, metrics: dict, seconds: float, target_utility: float, threshold: float,
+               target: Optional[dict] = None) -> None:
     row["metrics"] = public(metrics)
     row["metrics"]["seconds"] = seconds
     row["utility_ratio"] = float(metrics["utility"] / target_utility) if target_utility > 0 else float("nan")
-    row["collapsed"] = collapsed(metrics, target_utility, threshold)
+    row["collapsed"] = collapsed(metrics, target_utility, threshold, target)
     row["status"] = "ok"
 
 

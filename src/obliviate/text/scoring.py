@@ -157,6 +157,33 @@ def answer_scores(model, tokenizer, prompts: Sequence[str], answers: Sequence[st
     return out
 
 
+def answer_token_stats(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16,
+                       loop=None) -> List[TokenStats]:
+    """Like :func:`text_token_stats`, for each answer's tokens given its prompt (membership scores of QA data read the
+    answer in the context of its question, as OpenUnlearning does)."""
+    pairs = _qa_ids(tokenizer, prompts, answers, max_positions(model))
+    pad = _pad_id(tokenizer)
+    out: list = [None] * len(pairs)
+    with _evaluating(model, loop) as device:
+        for idx in _batches([len(p) + len(a) for p, a in pairs], batch_size):
+            ids, mask = _right_padded([pairs[i][0] + pairs[i][1] for i in idx], pad, device)
+            logits = _logits(model, ids, mask)
+            for row, i in enumerate(idx):
+                p, a = pairs[i]
+                logp = _row_logprobs(logits, row, slice(len(p) - 1, len(p) - 1 + len(a)))
+                out[i] = _stats(logp, torch.tensor(a, device=logp.device))
+    return out
+
+
+def _stats(logp: torch.Tensor, labels: torch.Tensor) -> TokenStats:
+    """Log-prob of each label and the moments of log p(v) under v ~ p (Min-K%++, Zhang et al. 2024)."""
+    token_lp = logp.gather(-1, labels[:, None])[:, 0]
+    p = logp.exp()
+    mu = (p * logp).sum(-1)
+    sigma = (p * (logp - mu[:, None]).square()).sum(-1).sqrt()
+    return TokenStats(token_lp.cpu().double().numpy(), mu.cpu().double().numpy(), sigma.cpu().double().numpy())
+
+
 def answer_logprobs(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16,
                     loop=None) -> List[np.ndarray]:
     """Per-token log-probs log p(y_t | x, y_<t) of each answer's tokens given its prompt."""
@@ -190,15 +217,10 @@ def _text_scores(model, tokenizer, texts, batch_size, max_length, loop, stats: b
             for row, i in enumerate(idx):
                 n = len(seqs[i]) - 1
                 logp = _row_logprobs(logits, row, slice(0, n))
-                token_lp = logp.gather(-1, ids[row, 1:n + 1, None])[:, 0].cpu().double().numpy()
                 if not stats:
-                    out[i] = token_lp
-                    continue
-                # moments of log p(v) under v ~ p: Min-K%++ (Zhang et al. 2024) standardises each token's log-prob
-                p = logp.exp()
-                mu = (p * logp).sum(-1)
-                sigma = (p * (logp - mu[:, None]).square()).sum(-1).sqrt()
-                out[i] = TokenStats(token_lp, mu.cpu().double().numpy(), sigma.cpu().double().numpy())
+                    out[i] = logp.gather(-1, ids[row, 1:n + 1, None])[:, 0].cpu().double().numpy()
+                else:
+                    out[i] = _stats(logp, ids[row, 1:n + 1])
     return out
 
 

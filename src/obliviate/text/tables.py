@@ -11,8 +11,9 @@ from ..store import RunStore
 REFERENCES = ("target", "gold")
 
 
-SIX_WAY = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc", "forget_quality", "model_utility",
-           "truth_ratio_f", "utility_ratio", "seconds"]
+# Metrics only: wall-clock seconds stay in the rows (they differ between runs; the table must not)
+SIX_WAY = ["fact_f", "fact_r", "prob_f", "prob_r", "verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc",
+           "forget_quality", "model_utility", "truth_ratio_f", "utility_ratio"]
 
 
 def _fmt(values: List[float]) -> str:
@@ -90,11 +91,14 @@ def _spec_order(spec: str):
     return (m.group(1), int(m.group(2) or 0)) if m else (spec, 0)
 
 
-LEGEND = ("verbmem_f, knowmem_f: ROUGE-L F1 on the forget set (lower = more forgotten; compare with gold). "
+LEGEND = ("fact_f, fact_r: fraction of forget / retain questions whose greedy answer states the fact. prob_f, prob_r: "
+          "length-normalised probability of the answer. "
+          "verbmem_f, knowmem_f: ROUGE-L F1 on the forget set (lower = more forgotten; compare with gold). "
           "knowmem_r: on the retain set (utility). privleak: MUSE's PrivLeak on Min-K% (0 ideal, negative = "
           "under-unlearning). forget_quality: TOFU's KS-test p-value against the gold model (higher is better). "
-          "model_utility: TOFU's harmonic mean on the retain set. utility_ratio: retain utility / the target's; a run "
-          "below the collapse threshold is flagged as collapsed.\n\n")
+          "model_utility: TOFU's harmonic mean (retain, real authors, world facts). utility_ratio: retain utility "
+          "(retain fact accuracy on QA with facts) / the target's; a run below the collapse threshold (or whose model "
+          "utility is) is flagged as collapsed. Timings are in the rows.\n\n")
 
 
 def write_tables(store: RunStore, rows: List[dict] = None) -> str:

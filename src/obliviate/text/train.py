@@ -6,6 +6,7 @@ model, recipe, seed) and reused by every grid that needs them.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,15 +75,24 @@ def encode(tokenizer, examples: Sequence[Example], max_length: int = 256) -> LMD
 
 
 class Paired(Dataset):
-    """Forget example i beside a retain example (a seeded permutation, cycled): batches carry both sets' six tensors."""
+    """Forget example i beside a retain example drawn at random for every access (TOFU's and OpenUnlearning's
+    pairing), so that the whole retain set is seen, not only |forget| fixed partners.
+
+    The draw is seeded and reproducible: in epoch e, forget example i is paired with retain example
+    ``rng(seed, e).integers(len(retain), size=len(forget))[i]``, so it does not depend on which process reads example
+    i or in what order. Call :meth:`set_epoch` at the start of every epoch (``LossMethod`` and RMU do)."""
 
     def __init__(self, forget: LMDataset, retain: Optional[LMDataset], seed: int = 0, limit: Optional[int] = None,
                  forget_extra: Optional[torch.Tensor] = None):
-        self.forget, self.retain, self.forget_extra = forget, retain, forget_extra
+        self.forget, self.retain, self.forget_extra, self.seed = forget, retain, forget_extra, seed
         self.n = len(forget) if limit is None else min(limit, len(forget))
-        self.order = None
-        if retain is not None:
-            self.order = torch.as_tensor(np.random.default_rng(seed).permutation(len(retain)))
+        self.draws = None
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.retain is not None:
+            rng = np.random.default_rng([self.seed, epoch])
+            self.draws = torch.as_tensor(rng.integers(0, len(self.retain), size=len(self.forget)))
 
     def __len__(self) -> int:
         return self.n
@@ -96,7 +106,7 @@ class Paired(Dataset):
             f = (*f, self.forget_extra[torch.as_tensor(indices, dtype=torch.long)])
         if self.retain is None:
             return f
-        j = self.order[torch.as_tensor(indices, dtype=torch.long) % len(self.order)]
+        j = self.draws[torch.as_tensor(indices, dtype=torch.long)]
         return (*f, *self.retain.__getitems__(j.tolist()))
 
 
@@ -126,10 +136,41 @@ def sequence_lengths(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE).sum(1)
 
 
+def token_denominator(count: torch.Tensor) -> torch.Tensor:
+    """Denominator of a token mean that stays the same under several processes: the number of tokens of the global
+    batch divided by the number of processes. Each process divides its own token sum by it; the gradient averaging of
+    data-parallel training then gives (sum over all tokens) / (all tokens), whatever the split of tokens over
+    processes. In one process (or without gradients, e.g. in evaluation) it is the local count."""
+    count = count.detach().float()
+    if torch.is_grad_enabled() and torch.distributed.is_available() and torch.distributed.is_initialized():
+        world = torch.distributed.get_world_size()
+        if world > 1:
+            total = count.clone()
+            torch.distributed.all_reduce(total)  # every process computes the loss at every step: no deadlock
+            return (total / world).clamp(min=1)
+    return count.clamp(min=1)
+
+
 def nll(model, ids, mask, labels) -> torch.Tensor:
-    """Mean negative log-likelihood over the completion tokens of a batch (the usual language-modelling loss)."""
+    """Mean negative log-likelihood over the completion tokens of a batch (the usual language-modelling loss); under
+    several processes the mean runs over the tokens of the global batch (:func:`token_denominator`)."""
     lp, valid = token_logprobs(model, ids, mask, labels)
-    return -(lp * valid).sum() / valid.sum().clamp(min=1)
+    return -(lp * valid).sum() / token_denominator(valid.sum())
+
+
+@contextlib.contextmanager
+def without_dropout(model: torch.nn.Module):
+    """Dropout off for the duration (restored afterwards). Unlearning runs this way: each process would draw its own
+    dropout masks, so results could not agree between 1 and N processes; the models of TOFU and MUSE (Llama-2,
+    Phi-1.5) train with zero dropout anyway."""
+    saved = [(m, m.p) for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m, _ in saved:
+        m.p = 0.0
+    try:
+        yield model
+    finally:
+        for m, p in saved:
+            m.p = p
 
 
 def per_process_batch(batch_size: int, loop: Loop) -> int:
@@ -262,7 +303,7 @@ def train_reference(role: str, task: LMTask, spec: ModelSpec, recipe: Recipe, lo
     loop = loop or Loop(progress=False)
     cache = cache or LMCache()
     # sorted: the same set of examples trains the same model, whatever order the task lists them in
-    examples = sorted(task.target_examples if role == "target" else task.retain_examples)
+    examples = sorted(task.target_examples if role == "target" else task.gold_examples)
     key = {"role": role, "task": task.fingerprint(role), "model": spec.key(), "recipe": asdict(recipe)}
 
     def train():
@@ -275,5 +316,5 @@ def train_reference(role: str, task: LMTask, spec: ModelSpec, recipe: Recipe, lo
 
 
 __all__ = ["IGNORE", "LMDataset", "encode", "Paired", "trim", "token_logprobs", "sequence_logprob",
-           "sequence_lengths", "nll", "per_process_batch", "Recipe", "ModelSpec", "finetune", "LMCache",
+           "sequence_lengths", "nll", "token_denominator", "without_dropout", "per_process_batch", "Recipe", "ModelSpec", "finetune", "LMCache",
            "train_reference"]

@@ -17,7 +17,8 @@ from ...errors import ObliviateError
 from ...method import HyperparameterMethod
 from ...loop import Loop, frozen_copy  # noqa: F401  (re-exported for methods)
 from ...registry import Registry
-from ..train import LMDataset, Paired, nll, per_process_batch, sequence_logprob, token_logprobs
+from ..train import (LMDataset, Paired, nll, per_process_batch, sequence_logprob, token_denominator, token_logprobs,
+                     without_dropout)
 
 METHODS = Registry("lm method")
 
@@ -58,8 +59,10 @@ class Method(HyperparameterMethod):
 class LossMethod(Method):
     """Gradient-based unlearning over (forget batch, retain batch) pairs with AdamW at a constant learning rate.
 
-    Subclasses override ``forget_loss`` (and ``retain_loss`` when they read the retain set). The batches are the
-    global batch split evenly over processes, so the result does not depend on the number of processes."""
+    Subclasses override ``forget_loss`` (and ``retain_loss`` when they read the retain set). Each forget example is
+    paired with a retain example drawn at random at every access (``Paired``). The batches are the global batch split
+    evenly over processes, token means run over the global batch's tokens and dropout is off while unlearning, so the
+    result does not depend on the number of processes (up to floating-point summation order)."""
     needs_reference: ClassVar[bool] = False
     # the frozen reference's log p(y|x) of each forget example, computed once before training instead of at every
     # step (the reference and the forget set never change): a step then costs what a fine-tuning step costs
@@ -102,11 +105,13 @@ class LossMethod(Method):
                                       weight_decay=self.weight_decay)
 
         def before_epoch(epoch):
+            pairs.set_epoch(epoch)
             if epoch > 0 and data.on_epoch is not None:
                 data.on_epoch(epoch, model)
 
-        model = loop.fit(model, optimizer, loader, lambda m, b: self.loss(m, b, reference), self.epochs,
-                         desc=self.name, before_epoch=before_epoch)
+        with without_dropout(model):
+            model = loop.fit(model, optimizer, loader, lambda m, b: self.loss(m, b, reference), self.epochs,
+                             desc=self.name, before_epoch=before_epoch)
         if data.on_epoch is not None:
             data.on_epoch(self.epochs, model)
         return model
@@ -131,7 +136,7 @@ def retain_kl(model, batch, reference) -> torch.Tensor:
         logq = torch.log_softmax(reference(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
     valid = (labels[:, 1:] != -100).float()
     kl = (logq.exp() * (logq - logp)).sum(-1)
-    return (kl * valid).sum() / valid.sum().clamp(min=1)
+    return (kl * valid).sum() / token_denominator(valid.sum())
 
 
 @torch.no_grad()
@@ -152,4 +157,5 @@ def create(name: str, **hyperparameters) -> Method:
 
 
 __all__ = ["METHODS", "Method", "LossMethod", "UnlearnData", "register_method", "create", "frozen_copy",
-           "retain_nll", "retain_kl", "token_logprobs"]
+           "retain_nll", "retain_kl", "token_logprobs",
+           "without_dropout"]

@@ -8,7 +8,7 @@ from typing import List
 import torch
 
 from ...errors import ObliviateError
-from ..train import Paired, per_process_batch
+from ..train import IGNORE, Paired, per_process_batch, token_denominator, without_dropout
 from .base import Method, frozen_copy, register_method
 
 _LAYER = re.compile(r"(?:^|\.)(?:h|layers|layer|blocks)\.(\d+)\.mlp\.")
@@ -38,9 +38,26 @@ def hidden_at(model, ids, mask, layer: int) -> torch.Tensor:
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the real (unpadded) token positions and all hidden dimensions."""
+    """Mean squared error over the masked token positions and all hidden dimensions (under several processes the
+    mean runs over the global batch's positions)."""
     m = mask.unsqueeze(-1).to(a.dtype)
-    return ((a - b) ** 2 * m).sum() / (m.sum() * a.shape[-1]).clamp(min=1)
+    return ((a - b) ** 2 * m).sum() / (token_denominator(m.sum()) * a.shape[-1])
+
+
+def answer_mask(labels: torch.Tensor) -> torch.Tensor:
+    """The positions of the completion tokens (the answer of a QA example, every token of a document)."""
+    return labels != IGNORE
+
+
+def rmu_loss(model, frozen, batch, layer: int, control: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``MSE(h_l(forget), control) + alpha * MSE(h_l(retain), h_l^frozen(retain))`` over answer tokens."""
+    f_ids, f_mask, f_labels, r_ids, r_mask, r_labels = batch
+    h_f = hidden_at(model, f_ids, f_mask, layer)
+    forget = masked_mse(h_f, control.to(h_f.device).expand_as(h_f), answer_mask(f_labels))
+    h_r = hidden_at(model, r_ids, r_mask, layer)
+    with torch.no_grad():
+        h_r_frozen = hidden_at(frozen, r_ids, r_mask, layer)
+    return forget + alpha * masked_mse(h_r, h_r_frozen, answer_mask(r_labels))
 
 
 @register_method
@@ -51,7 +68,10 @@ class RMU(Method):
 
     At layer ``layer`` the activations of forget tokens are pushed toward ``steering_coeff * u`` (u a fixed random unit
     vector, drawn once from U[0, 1)^d and normalised) and the activations of retain tokens are kept equal to the frozen
-    target's: ``L = MSE(h_l(forget), c * u) + alpha * MSE(h_l(retain), h_l^frozen(retain))`` over the real tokens.
+    target's: ``L = MSE(h_l(forget), c * u) + alpha * MSE(h_l(retain), h_l^frozen(retain))`` over the answer tokens
+    (the completion; every token of a document), as OpenUnlearning does: a QA prompt is shared by forget and retain
+    questions, so pulling its activations both ways would only fight itself. Each forget example is paired with a
+    retain example drawn at random at every access.
     Only the MLP weights of ``update_layers`` train; every other weight stays exactly as it was.
 
     Hyperparameters (paper, Zephyr-7B): layer=7, update_layers="5,6,7", steering_coeff=6.5, alpha=1200.0, lr=5e-5
@@ -59,7 +79,8 @@ class RMU(Method):
     Small models need a layer index that exists: ``layer`` counts from 0 and must be below the number of layers.
 
     Differs from the reference code, following the paper: all MLP parameters of the update layers train (the code
-    updates only the MLP's output projection), and the losses read the real tokens only (the code includes padding).
+    updates only the MLP's output projection), and the losses read the answer tokens only (the code includes padding and
+    prompts).
     """
 
     name = "rmu"
@@ -109,16 +130,12 @@ class RMU(Method):
         optimizer = torch.optim.AdamW([p for _, p in chosen], lr=self.lr)
 
         def loss_fn(m, batch):
-            f_ids, f_mask, _, r_ids, r_mask, _ = batch
-            h_f = hidden_at(m, f_ids, f_mask, self.layer)
-            forget = masked_mse(h_f, control.to(h_f.device).expand_as(h_f), f_mask)
-            h_r = hidden_at(m, r_ids, r_mask, self.layer)
-            with torch.no_grad():
-                h_r_frozen = hidden_at(frozen, r_ids, r_mask, self.layer)
-            return forget + self.alpha * masked_mse(h_r, h_r_frozen, r_mask)
+            return rmu_loss(m, frozen, batch, self.layer, control, self.alpha)
 
         try:
-            model = loop.fit(model, optimizer, loader, loss_fn, self.epochs, desc=self.name)
+            with without_dropout(model):
+                model = loop.fit(model, optimizer, loader, loss_fn, self.epochs, desc=self.name,
+                                 before_epoch=pairs.set_epoch)
         finally:
             for name, p in model.named_parameters():
                 p.requires_grad_(trainable.get(name, True))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..train import Paired, nll, per_process_batch
+from ..train import Paired, nll, per_process_batch, without_dropout
 from .base import Method, register_method
 
 
@@ -19,9 +19,8 @@ class TaskVector(Method):
     Fine-tune a copy of the target on the forget set to theta_ft; the task vector is tau = theta_ft - theta; return
     ``theta - scale * tau``. With ``scale = 0`` the target comes back unchanged. The retain set is never read.
 
-    Hyperparameters: scale=1.0 (the plain negation; the paper tunes the scaling coefficient on held-out data), and
-    for the fine-tuning epochs=5, lr=1e-5 (AdamW, constant), batch_size=32, weight_decay=0.0 (MUSE's fine-tuning
-    setting).
+    Hyperparameters: scale=5.0 (MUSE's scripts; the paper tunes the scaling coefficient on held-out data), and for the
+    fine-tuning epochs=5, lr=1e-5 (AdamW, constant), batch_size=32, weight_decay=0.0 (MUSE's fine-tuning setting).
     """
 
     name = "task-vector"
@@ -29,7 +28,7 @@ class TaskVector(Method):
     summary = "fine-tune on the forget set, subtract the weight change from the target"
     reads_retain = False
 
-    scale: float = 1.0
+    scale: float = 5.0
     epochs: int = 5
     lr: float = 1e-5
     batch_size: int = 32
@@ -41,7 +40,8 @@ class TaskVector(Method):
                              seed=data.seed)
         optimizer = torch.optim.AdamW([p for p in tuned.parameters() if p.requires_grad], lr=self.lr,
                                       weight_decay=self.weight_decay)
-        tuned = loop.fit(tuned, optimizer, loader, lambda m, b: nll(m, *b), self.epochs, desc=self.name)
+        with without_dropout(tuned):
+            tuned = loop.fit(tuned, optimizer, loader, lambda m, b: nll(m, *b), self.epochs, desc=self.name)
         if hasattr(tuned, "merge_and_unload"):  # LoRA: negate the merged weight change, not the adapter factors
             tuned, model = tuned.merge_and_unload(), model.merge_and_unload()
         tuned_params = dict(tuned.named_parameters())
