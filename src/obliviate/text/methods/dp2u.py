@@ -83,7 +83,6 @@ class DP2U(Method):
         if self.accountant not in ACCOUNTANTS:
             raise ObliviateError(f"dp2u: accountant must be one of {', '.join(ACCOUNTANTS)}")
         self.dp_config().check()
-        require_opacus()
 
     def dp_config(self) -> DPConfig:
         return DPConfig(self.epsilon, self.delta, self.max_grad_norm, self.accountant, self.dp_epochs, self.dp_lr,
@@ -99,6 +98,7 @@ class DP2U(Method):
                        data.seed, key)
 
     def unlearn(self, model, data, loop):
+        require_opacus()
         base, privacy, base_seconds = self.base(model, data, loop)
         if hasattr(model, "peft_config"):  # LoRA: adapters of the same rank, on the DP base
             from ..models import add_lora

@@ -262,8 +262,6 @@ class ECO(Method):
                 or self.n_options < 2 or self.search_items < 1:
             raise ObliviateError("eco: sigma, dims, top_k, search_steps >= 0; search_eps > 0; n_options >= 2; "
                                  "search_items >= 1")
-        if self.classifier == "minilm":
-            MiniLMEmbedder.check()
 
     def fit_classifier(self, model, data, loop) -> PromptClassifier:
         rng = np.random.default_rng(self.seed)
