@@ -28,7 +28,8 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_run_store_rows(tmp_path):
     store = RunStore(tmp_path / "runs" / "x")
-    store.write_row({"run_id": "a/b c", "metrics": {"acc": 1.0}})
+    store.write_row({"run_id": "a/b c", "metrics": {"acc": 1.0}, "family": "vision", "method": "m", "seed": 0,
+                     "forget": "class:1", "status": "ok", "config_hash": "h"})
     assert store.has("a/b c") and not store.has("other")
     (store.rows_dir / "broken.json").write_text("{not json")
     assert [r["run_id"] for r in store.rows()] == ["a/b c"]

@@ -23,10 +23,12 @@ def _read(name: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def load_preset(dataset: str, model: str) -> dict:
-    """The merged preset for (dataset, model)."""
+def load_preset(dataset: str, model: str, forget_kind: str | None = None) -> dict:
+    """The merged preset for (dataset, model): ``default.yaml``, then ``DATASET-MODEL.yaml``, then (for a forget kind
+    such as ``class``) ``DATASET-MODEL-KIND.yaml``, each overriding what the previous one set."""
     out = {k: {} for k in SECTIONS}
-    for name in ("default.yaml", f"{dataset}-{model}.yaml"):
+    names = ["default.yaml", f"{dataset}-{model}.yaml"] + ([f"{dataset}-{model}-{forget_kind}.yaml"] if forget_kind else [])
+    for name in names:
         for section, values in _read(name).items():
             if section not in SECTIONS:
                 raise ObliviateError(f"preset {name}: unknown section {section!r}")
