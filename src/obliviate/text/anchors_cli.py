@@ -29,12 +29,12 @@ def add_anchors_command(lm_sub) -> None:
 def cmd_anchors(args) -> int:
     from ..store import atomic_write_json
     from .anchors import build_anchors
-    from .bench import TASK_DEFAULT_FORGET, LMGrid, resolve_preset, task_options
     from .data import make_task
-    grid = LMGrid(task=args.task, model=args.model, overrides=args.overrides, data_root=args.data_root)
-    options = task_options(grid, resolve_preset(grid))
+    from .family import TASK_DEFAULT_FORGET, TextFamily
+    family = TextFamily(task=args.task, model=args.model, overrides=args.overrides, data_root=args.data_root)
+    family.resolve()  # the task options the grids use (tiny models: the tiny settings), all checked
     forget = args.forget or TASK_DEFAULT_FORGET.get(args.task, "forget")
-    task = make_task(args.task, forget, seed=args.seed, **options)
+    task = make_task(args.task, forget, seed=args.seed, **family._settings()["options"])
     anchors = build_anchors(task)
     atomic_write_json(Path(args.out), anchors)
     print(json.dumps(anchors, indent=1))

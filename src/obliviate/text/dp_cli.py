@@ -24,21 +24,23 @@ def add_dp_command(lm_sub, common) -> None:
 
 def cmd_dp_base(args) -> int:
     from ..loop import Loop
-    from .bench import TASK_DEFAULT_FORGET, LMGrid, model_spec, task_options, validate
+    from .cli import family
     from .data import make_task
+    from .family import TASK_DEFAULT_FORGET
     from .methods import UnlearnData, create
     from .methods.dp2u import all_data
     from .run import Evaluator
-    from .train import LMCache, Recipe, encode, finetune, train_reference
+    from .train import LMCache, encode, finetune, train_reference
     forget = args.forget or TASK_DEFAULT_FORGET.get(args.task, "forget")
-    grid = LMGrid(task=args.task, forgets=[forget], methods=["dp2u"], seeds=[args.seed], model=args.model,
-                  gguf_file=args.gguf_file, overrides=args.overrides, data_root=args.data_root, cpu=args.cpu,
-                  eval_limit=args.eval_limit, progress=not args.no_progress)
-    preset = validate(grid)
-    method = create("dp2u", **preset["methods"].get("dp2u", {}))
-    recipe, loop = Recipe.from_dict(preset["recipe"]), Loop(cpu=args.cpu, progress=not args.no_progress)
-    task = make_task(args.task, forget, seed=args.seed, **task_options(grid, preset))
-    target, tokenizer, _ = train_reference("target", task, model_spec(grid, preset), recipe, loop)
+    fam = family(args)
+    fam.resolve()
+    settings = fam._settings()
+    recipe, spec = settings["recipe"], settings["spec"]
+    method = create("dp2u", **fam.preset()["methods"].get("dp2u", {}))
+    loop = Loop(cpu=args.cpu, progress=not args.no_progress)
+    cache = LMCache(retrain_corrupt=args.retrain_corrupt)
+    task = make_task(args.task, forget, seed=args.seed, **settings["options"])
+    target, tokenizer, _ = train_reference("target", task, spec, recipe, loop, cache)
     data = UnlearnData(forget=encode(tokenizer, task.forget_examples, recipe.max_length),
                        retain=encode(tokenizer, task.retain_examples, recipe.max_length), tokenizer=tokenizer,
                        seed=task.seed)
@@ -47,8 +49,8 @@ def cmd_dp_base(args) -> int:
           f"noise multiplier {privacy['noise_multiplier']:.3f}, {privacy['steps']} steps, trained in "
           f"{seconds:.1f} s", file=sys.stderr)
     key = {"role": "dp-deployed", "base": method.dp_config().__dict__, "task": task.fingerprint("target"),
-           "model": model_spec(grid, preset).key(), "recipe": recipe.__dict__}
-    deployed, _, deployed_seconds = LMCache().get_or_train(
+           "model": spec.key(), "recipe": recipe.__dict__}
+    deployed, _, deployed_seconds = cache.get_or_train(
         key, lambda: (finetune(base, tokenizer, task.target_examples, recipe, loop, seed=task.seed,
                                desc="dp-deployed"), tokenizer), loop)
     evaluator = Evaluator(task, loop, args.eval_limit)
