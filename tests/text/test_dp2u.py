@@ -32,15 +32,17 @@ class ForgetGuard(LMDataset):
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(tmp_path_factory):
     from obliviate.text.models import build_tokenizer, tiny_causal_lm
-    tok = build_tokenizer([p + c for p, c in FORGET + RETAIN] * 3, vocab_size=300)
-    model = tiny_causal_lm(tok, n_layer=1, n_embd=16, n_head=2, n_positions=48, seed=0)
-    data = UnlearnData(forget=ForgetGuard(encode(tok, FORGET, 48)), retain=encode(tok, RETAIN, 48), tokenizer=tok,
-                       seed=0)
-    loop = Loop(cpu=True, progress=False)
-    base, privacy, _ = create("dp2u", **SMALL).base(model, data, loop)
-    return model, tok, data, loop, base, privacy
+    with pytest.MonkeyPatch.context() as mp:  # the session's cache (conftest), before its per-test fixture runs
+        mp.setenv("OBLIVIATE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        tok = build_tokenizer([p + c for p, c in FORGET + RETAIN] * 3, vocab_size=300)
+        model = tiny_causal_lm(tok, n_layer=1, n_embd=16, n_head=2, n_positions=48, seed=0)
+        data = UnlearnData(forget=ForgetGuard(encode(tok, FORGET, 48)), retain=encode(tok, RETAIN, 48),
+                           tokenizer=tok, seed=0)
+        loop = Loop(cpu=True, progress=False)
+        base, privacy, _ = create("dp2u", **SMALL).base(model, data, loop)
+        yield model, tok, data, loop, base, privacy
 
 
 def test_privacy_spent_matches_opacus_accountant_for_the_recorded_steps(setup):

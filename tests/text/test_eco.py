@@ -105,19 +105,20 @@ def test_eco_changes_no_weight_and_corrupts_only_flagged_prompts(lm, data, loop)
 
 def test_sigma_search_moves_the_forget_score_toward_chance(lm, data, loop):
     model, tok = lm
-    view = create("eco", **{**LM, "search_steps": 0, "sigma": 0.0}).unlearn(copy.deepcopy(model), data, loop)
-    items = choice_items(data.forget, 4, 8, seed=0)
-    view.force = True
-    clean = choice_score(view, items, tok.eos_token_id, 64)
     searched = create("eco", **LM).unlearn(copy.deepcopy(model), data, loop)
+    items = choice_items(data.forget, 4, 8, seed=0)
     searched.force = True
+    found, searched.sigma = searched.sigma, 0.0
+    clean = choice_score(searched, items, tok.eos_token_id, 64)  # no noise: the target itself
+    searched.sigma = found
     after = choice_score(searched, items, tok.eos_token_id, 64)
     assert clean > 0.35  # the target knows which answer belongs to which question (chance: 0.25)
     assert abs(after - 0.25) < 0.5 * abs(clean - 0.25), (clean, after)
 
 
 def test_bad_options_are_refused():
-    for bad in ({"classifier": "roberta"}, {"corruption": "blur"}, {"target_fpr": 1.5}, {"n_options": 1}):
+    for bad in ({"classifier": "roberta"}, {"corruption": "blur"}, {"target_fpr": 1.5}, {"n_options": 1},
+                {"search_steps": 0}):
         with pytest.raises(ObliviateError, match="eco"):
             create("eco", **bad)
 

@@ -258,9 +258,9 @@ class ECO(Method):
             raise ObliviateError(f"eco: corruption must be one of {', '.join(CORRUPTIONS)}, not {self.corruption!r}")
         if not 0.0 <= self.target_fpr < 1.0 or not 0.0 < self.heldout_fraction < 1.0 or self.C <= 0:
             raise ObliviateError("eco: target_fpr must lie in [0, 1), heldout_fraction in (0, 1), C > 0")
-        if self.sigma < 0 or self.dims < 0 or self.top_k < 0 or self.search_steps < 0 or self.search_eps <= 0 \
+        if self.sigma < 0 or self.dims < 0 or self.top_k < 0 or self.search_steps < 1 or self.search_eps <= 0 \
                 or self.n_options < 2 or self.search_items < 1:
-            raise ObliviateError("eco: sigma, dims, top_k, search_steps >= 0; search_eps > 0; n_options >= 2; "
+            raise ObliviateError("eco: sigma, dims, top_k >= 0; search_steps >= 1; search_eps > 0; n_options >= 2; "
                                  "search_items >= 1")
 
     def fit_classifier(self, model, data, loop) -> PromptClassifier:
@@ -282,7 +282,7 @@ class ECO(Method):
         view = EcoLM(model, data.tokenizer, classifier, self.corruption, self.sigma * scale, self.dims, self.top_k,
                      self.seed)
         view = loop.place(view)
-        if self.corruption == "noise" and self.search_steps:
+        if self.corruption == "noise":
             view.sigma = scale * self.search_sigma(view, data, scale)
         return view
 
