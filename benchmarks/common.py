@@ -8,8 +8,13 @@ import time
 import torch
 
 
-def default_setup(seed: int = 0, forget: str = "random:0.1", dataset: str = "mnist1d", model: str = "cnn"):
+def default_setup(seed: int = 0, forget: str = "random:0.1", dataset: str = "mnist1d", model: str = "cnn",
+                  threads: int = 2):
+    """Thread count fixed (as the grid does) and one-off warm-ups paid before any timing."""
+    from obliviate.grid import configure_torch, warm_up
     from obliviate.loop import Loop
+    configure_torch(threads)
+    warm_up()
     from obliviate.presets import load_preset
     from obliviate.vision import Recipe, make_task, train_reference
     preset = load_preset(dataset, model)
@@ -38,3 +43,12 @@ def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
             f"Python {platform.python_version()}, torch {torch.__version__}, accelerate {accelerate.__version__}, "
             f"numpy {numpy.__version__}")
+
+
+def vision_grid(name: str, forgets, methods, seeds: int, runs: str, **family_settings):
+    """Run (or resume) a classifier grid on the engine; returns its run store."""
+    from obliviate.grid import GridOptions, run_grid
+    from obliviate.vision.family import VisionFamily
+    options = GridOptions(methods=list(methods), seeds=list(range(seeds)), forgets=list(forgets), name=name,
+                          root=runs, progress=False)
+    return run_grid(VisionFamily(progress=False, **family_settings), options, log=print).store

@@ -10,7 +10,7 @@ __all__ = ["__version__", "ObliviateError", "NonFiniteLossError", "Loop", "Forge
 
 def __getattr__(name):
     # families load lazily: `import obliviate` stays light, `obliviate.vision` imports the classifier stack on use
-    if name in ("vision", "text", "methods"):
+    if name in ("vision", "text", "vlm", "methods"):
         import importlib
         mod = importlib.import_module(f".{'vision.methods' if name == 'methods' else name}", __name__)
         return mod

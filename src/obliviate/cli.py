@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "obliviate.text.cli",
     "obliviate.vision.select_cli",
     "obliviate.report_cli",
+    "obliviate.vlm.cli",
 ]
 
 
@@ -81,6 +82,11 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except ObliviateError as e:
         print(f"obliviate: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a filesystem fault (read-only folder, full disk): one line naming the path
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"obliviate: error: cannot write or read{where}: {e.strerror or e}; finished rows are kept and a "
+              f"rerun resumes", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("obliviate: interrupted; finished rows are kept and a rerun resumes", file=sys.stderr)

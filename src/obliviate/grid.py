@@ -19,7 +19,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -123,6 +122,12 @@ class GridOptions:
             raise ObliviateError(f"--executor {self.executor!r}: use local or ray")
         if self.ray_address and self.executor != "ray":
             raise ObliviateError("--ray-address needs --executor ray")
+        if self.executor == "ray":
+            from .executors import _ray
+            _ray()
+        if self.mlflow:
+            from .executors import check_mlflow
+            check_mlflow(self.mlflow)
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -260,17 +265,11 @@ def run_grid(family: Family, options: GridOptions, log: Callable[[str], None] = 
 
 
 def open_store(directory: Path) -> RunStore:
-    """Create (or reopen) a run directory, proving it writable before any work; stale temporary files are removed."""
-    directory = Path(directory)
-    try:
-        (directory / "rows").mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except FileExistsError:
-        raise ObliviateError(f"cannot use {directory} as a run directory: a file stands where a folder is needed") from None
-    except OSError as e:
-        raise ObliviateError(f"cannot write to the run directory {directory}: {e.strerror}") from None
+    """Create (or reopen) a run directory and the model cache, proving both writable before any work; stale
+    temporary files are removed."""
+    from .store import clean_stale_tmp, default_cache_dir, ensure_writable_dir
+    ensure_writable_dir(Path(directory) / "rows", "run directory")
+    clean_stale_tmp(ensure_writable_dir(default_cache_dir(), "model cache"))
     store = RunStore(directory)
     store.clean_stale()
     return store

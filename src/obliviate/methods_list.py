@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 
 # (family, module holding the family's METHODS registry); a family whose extra is not installed is skipped.
-FAMILIES = [("vision", "obliviate.vision.methods"), ("text", "obliviate.text.methods")]
+FAMILIES = [("vision", "obliviate.vision.methods"), ("text", "obliviate.text.methods"),
+            ("vlm", "obliviate.vlm.methods")]
 
 
 def all_methods():

@@ -36,6 +36,12 @@ def cmd_report(args) -> int:
         write_tables(store, rows)
         print(root / "table.md")
         return 0
+    if families == {"vlm"}:  # vision-language grids: Mem / For / H tables and feature figures of their own
+        from .vlm.tables import write_tables
+        write_tables(store, rows)
+        print(root / "table.md")
+        print(root / "report.html")
+        return 0
     for path in write_report(store, plots=not args.no_plots, rows=rows).values():
         print(path)
     return 0

@@ -114,6 +114,21 @@ def config_hash(config: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def ensure_writable_dir(directory: Path, what: str) -> Path:
+    """Create ``directory`` if needed and prove it writable (a probe file), before any work; one-line errors."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise ObliviateError(f"cannot use {directory} as the {what}: a file stands where a folder is needed") from None
+    except OSError as e:
+        raise ObliviateError(f"cannot write to the {what} {directory}: {e.strerror}") from None
+    return directory
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

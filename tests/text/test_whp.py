@@ -6,7 +6,7 @@ import torch
 
 from obliviate.errors import ObliviateError
 from obliviate.loop import Loop
-from obliviate.text.anchors import AnchorMap, build_anchors, load_anchors
+from obliviate.text.anchors import AnchorMap, build_anchors
 from obliviate.text.methods import UnlearnData, create
 from obliviate.text.methods.whp import Translated, generic_labels, generic_logits, model_fingerprint, \
     reinforced_model, soft_label_loss

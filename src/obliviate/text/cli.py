@@ -92,7 +92,7 @@ def cmd_bench(args) -> int:
     from ..cli import grid_options
     from ..grid import run_grid
     options = grid_options(args, _forgets(args, args.forget), args.methods, list(range(args.seeds)),
-                           args.name or f"lm-{args.task}")
+                           f"lm-{args.task}" if args.name is None else args.name)
     store = run_grid(family(args), options).store
     print((store.root / "table.md").read_text())
     print(f"rows and tables written to {store.root}/")
@@ -103,6 +103,6 @@ def cmd_unlearn(args) -> int:
     from ..cli import grid_options, show_run
     from ..grid import run_grid
     options = grid_options(args, _forgets(args, [args.forget] if args.forget else None), [args.method], [args.seed],
-                           args.name or f"lm-unlearn-{args.method}")
+                           f"lm-unlearn-{args.method}" if args.name is None else args.name)
     result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
     return show_run(result.store, result.plan.cells[-1].jobs[-1].run_id, args.json)

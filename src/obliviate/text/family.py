@@ -170,7 +170,11 @@ class TextCell(Cell):
         metrics, seconds = ((self.target_metrics, self.t_target) if role == "target"
                             else (self.evaluator.gold, self.t_gold))
         payload = reference_row(metrics, seconds, self.target_metrics["utility"], self.family.collapse_threshold)
-        return {**payload, "gold_seconds": self.t_gold}
+        return {**payload, **self.sizes()}
+
+    def sizes(self) -> dict:
+        return {"n_forget": len(self.task.forget_examples), "n_retain": len(self.task.retain_examples),
+                "n_holdout": len(self.task.holdout_examples), "gold_seconds": self.t_gold}
 
     def run(self, method: str, params: dict, artifacts: Path) -> dict:
         from .run import replay_requests, run_method
@@ -182,4 +186,4 @@ class TextCell(Cell):
         payload, _ = run_method(method, params, start, self.tokenizer, self.task, self.loop, s["recipe"],
                                 self.evaluator, self.target_metrics["utility"], f.lora, f.eval_every_epoch,
                                 f.collapse_threshold)
-        return {**payload, "request": len(self.task.previous_requests) + 1, "gold_seconds": self.t_gold}
+        return {**payload, "request": len(self.task.previous_requests) + 1, **self.sizes()}

@@ -70,7 +70,7 @@ def family(args):
 def cmd_unlearn(args) -> int:
     from ..cli import grid_options, show_run
     from ..grid import run_grid
-    options = grid_options(args, [args.forget], [args.method], [args.seed], args.name or f"unlearn-{args.method}")
+    options = grid_options(args, [args.forget], [args.method], [args.seed], f"unlearn-{args.method}" if args.name is None else args.name)
     result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
     cell = result.plan.cells[0]
     return show_run(result.store, cell.jobs[-1].run_id, args.json)

@@ -111,7 +111,8 @@ class VisionFamily(Family):
         loop = Loop(cpu=self.cpu, mixed_precision=self.mixed_precision, progress=self.progress)
         task = self.make_task(seed, forget, loop)
         cache = ModelCache(retrain_corrupt=self.retrain_corrupt)
-        cell = VisionCell(task=task, loop=loop, logits=LogitsCache(task, loop))
+        cell = VisionCell(task=task, loop=loop, logits=LogitsCache(task, loop),
+                          extra={"n_forget": len(task.forget_idx), "n_retain": len(task.retain_idx)})
         if self.prune is None:
             cell.original, cell.t_original = train_reference("original", task, self.model, s["recipe"], loop, cache,
                                                              s["model_args"])

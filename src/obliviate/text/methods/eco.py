@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from ...errors import ObliviateError
 from ..prompt_classifier import EMBEDDERS, LMEmbedder, MiniLMEmbedder, PromptClassifier, split_heldout
 from ..scoring import max_positions
 from ..train import IGNORE
-from ..wrapped import WrappedLM, lm_step, positions
+from ..wrapped import WrappedLM, lm_step
 from .base import Method, register_method
 
 CORRUPTIONS = ("noise", "zero", "flip")
