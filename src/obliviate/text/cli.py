@@ -73,6 +73,11 @@ def add_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result row as one JSON object on stdout")
     p.set_defaults(func=cmd_unlearn)
 
+    from .anchors_cli import add_anchors_command
+    from .dp_cli import add_dp_command
+    add_anchors_command(lm_sub)
+    add_dp_command(lm_sub, _common)
+
 
 def family(args):
     from .family import TextFamily

@@ -78,6 +78,8 @@ class Evaluator:
             out["utility"] = tofu.get("fact_r", tofu["model_utility"])
         else:
             out["utility"] = out["retain_prob"]
+        if hasattr(model, "extra_metrics"):  # what a method reports about itself (ECO: classifier; DP2U: privacy)
+            out.update(model.extra_metrics(self, tokenizer))
         out["eval_seconds"] = time.perf_counter() - start
         return out
 
