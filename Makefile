@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench bench-lm test install clean
+.PHONY: bench bench-lm test install clean mutants
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ bench-lm: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Mutation testing (mutmut, dev extra) of the classifier metrics, evaluation and LoTUS; not part of `make test`.
+# Survivors are listed by `mutmut results`; docs/mutants.md says which are killed and which are equivalent.
+mutants: $(STAMP)
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf $(VENV) .cache
