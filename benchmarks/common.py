@@ -38,3 +38,12 @@ def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
             f"Python {platform.python_version()}, torch {torch.__version__}, accelerate {accelerate.__version__}, "
             f"numpy {numpy.__version__}")
+
+
+def vision_grid(name: str, forgets, methods, seeds: int, runs: str, **family_settings):
+    """Run (or resume) a classifier grid on the engine; returns its run store."""
+    from obliviate.grid import GridOptions, run_grid
+    from obliviate.vision.family import VisionFamily
+    options = GridOptions(methods=list(methods), seeds=list(range(seeds)), forgets=list(forgets), name=name,
+                          root=runs, progress=False)
+    return run_grid(VisionFamily(progress=False, **family_settings), options, log=print).store

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from obliviate.bench import Grid, run_grid  # noqa: E402
+from common import vision_grid  # noqa: E402
 from sparsity import header, summarize, versions  # noqa: E402
 
 
@@ -24,9 +24,7 @@ def main() -> None:
     p.add_argument("--forget", nargs="+", default=["random:0.1", "class:3"])
     p.add_argument("--runs", default="runs")
     args = p.parse_args()
-    grid = Grid(forgets=args.forget, methods=args.methods.split(","), seeds=list(range(args.seeds)), name="laf",
-                root=args.runs, progress=False)
-    store = run_grid(grid, log=print)
+    store = vision_grid("laf", args.forget, args.methods.split(","), args.seeds, args.runs)
     print("\n".join(header("setting") + summarize(store.rows(), "mnist1d/cnn")))
     print(f"\n{versions()}")
 

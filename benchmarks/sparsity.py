@@ -16,7 +16,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from obliviate.bench import Grid, run_grid
+from common import vision_grid
+
 
 COLUMNS = [("UA", lambda m, g: 1 - m["acc_forget"]), ("MIA-eff", lambda m, g: m["mia_efficacy"]),
            ("RA", lambda m, g: m["acc_retain"]), ("TA", lambda m, g: m["acc_test"]),
@@ -64,9 +65,7 @@ def main() -> None:
     lines = header("model")
     for prune in (None, *args.prune):
         name = "sparsity-dense" if prune is None else f"sparsity-prune{prune:g}"
-        grid = Grid(forgets=args.forget, methods=args.methods.split(","), seeds=list(range(args.seeds)), name=name,
-                    root=args.runs, progress=False, prune=prune)
-        store = run_grid(grid, log=print)
+        store = vision_grid(name, args.forget, args.methods.split(","), args.seeds, args.runs, prune=prune)
         lines += summarize(store.rows(), "dense" if prune is None else f"pruned {prune:g}")
     print("\n".join(lines))
     print(f"\n{versions()}")

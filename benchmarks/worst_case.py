@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from obliviate.bench import Grid, run_grid  # noqa: E402
+from common import vision_grid  # noqa: E402
 from sparsity import header, summarize, versions  # noqa: E402
 
 
@@ -26,9 +26,8 @@ def main() -> None:
     p.add_argument("--methods", default="finetune,l1-sparse,neggrad+,lotus")
     p.add_argument("--runs", default="runs")
     args = p.parse_args()
-    grid = Grid(forgets=[f"random:{args.size:g}", f"worst-case:{args.size:g}"], methods=args.methods.split(","),
-                seeds=list(range(args.seeds)), name="worst-case", root=args.runs, progress=False)
-    store = run_grid(grid, log=print)
+    store = vision_grid("worst-case", [f"random:{args.size:g}", f"worst-case:{args.size:g}"],
+                        args.methods.split(","), args.seeds, args.runs)
     print("\n".join(header("set") + summarize(store.rows(), "mnist1d/cnn")))
     print(f"\n{versions()}")
 

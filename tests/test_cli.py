@@ -26,7 +26,7 @@ def test_unlearn_json_row(tmp_path, capsys):
 def test_bench_resumes_without_rerunning(tmp_path, capsys):
     args = ["bench", "--forget", "class:3", "--methods", "lotus", "--name", "g", "--runs", str(tmp_path), *TINY]
     assert main(args) == 0
-    row_file = next(p for p in (tmp_path / "g" / "rows").glob("*lotus.json"))
+    row_file = next(p for p in (tmp_path / "g" / "rows").glob("*_lotus_*.json"))
     stamp = row_file.stat().st_mtime_ns
     assert main(args) == 0
     assert row_file.stat().st_mtime_ns == stamp  # finished rows are kept, not recomputed
@@ -56,7 +56,7 @@ def test_help_documents_defaults(capsys):
     (["--forget", "class:42", "--dataset", "digits"], "class 42 does not exist"),
     (["--forget", "indices:/no/such/file.txt", "--dataset", "digits"], "does not exist"),
     (["--set", "lotus.nope=1"], "no hyperparameter 'nope'"),
-    (["--set", "recipe.nope=1"], "unknown recipe fields"),
+    (["--set", "recipe.nope=1"], "recipe has no setting 'nope'"),
     (["--dataset", "mnist", "--data-root", "/no/such/dir"], "mnist.pkl.gz not found"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, capsys, args, message):

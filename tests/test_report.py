@@ -22,7 +22,7 @@ BASE = {"avg_gap": 0.05, "jsd": 0.01, "rf_jsd": 0.02, "acc_forget": 0.9, "acc_re
 def row(method, seed, spec=SPEC, status="ok", **metrics):
     rid = f"vision_digits_cnn_{spec}_s{seed}_{method}"
     return {"run_id": rid, "family": "vision", "dataset": "digits", "model": "cnn", "forget": spec, "seed": seed,
-            "method": method, "status": status, "metrics": {**BASE, **metrics}}
+            "method": method, "status": status, "config_hash": "c0", "metrics": {**BASE, **metrics}}
 
 
 def grid_rows(spec=SPEC):
@@ -318,7 +318,8 @@ def test_report_keeps_to_classifier_rows_and_hands_text_grids_their_tables(tmp_p
     from obliviate.cli import main
     store = write_store(tmp_path / "bench", with_outputs=False)
     text_row = {"run_id": "text_muse_tiny_forget_s0_gold", "family": "text", "dataset": "muse", "model": "tiny",
-                "forget": "forget", "seed": 0, "method": "gold", "status": "ok", "metrics": {"verbmem_f": 0.25}}
+                "forget": "forget", "seed": 0, "method": "gold", "status": "ok", "metrics": {"verbmem_f": 0.25},
+                "config_hash": "c1"}
     store.write_row(text_row)
     md = R.write_report(store, plots=False)["table.md"].read_text()
     assert "muse" not in md and "| metric | original | gold | b | a | c |" in md
@@ -331,11 +332,13 @@ def test_report_keeps_to_classifier_rows_and_hands_text_grids_their_tables(tmp_p
 
 # ----------------------------------------------------------------------------------------------- end to end
 def test_bench_saves_outputs_and_writes_the_report(tmp_path):
-    from obliviate.bench import Grid, run_grid
-    grid = Grid(dataset="digits", forgets=["class:3"], methods=["lotus"], seeds=[0, 1], name="g", root=str(tmp_path),
-                overrides=["recipe.epochs=2", "lotus.epochs=1"], cpu=True, progress=False)
-    store = run_grid(grid)
+    from obliviate.grid import GridOptions, run_grid
+    from obliviate.vision.family import VisionFamily
+    family = VisionFamily(dataset="digits", overrides=["recipe.epochs=2", "lotus.epochs=1"], cpu=True, progress=False)
+    store = run_grid(family, GridOptions(forgets=["class:3"], methods=["lotus"], seeds=[0, 1], name="g",
+                                         root=str(tmp_path), progress=False)).store
     for r in store.rows():
+        r.update(r["config"]["cell"])
         with np.load(R.outputs_path(store, r["run_id"])) as z:
             assert z["forget_logits"].shape == (r["n_forget"], 10)
             assert (z["forget_labels"] == 3).all() and len(z["forget_idx"]) == r["n_forget"]

@@ -171,9 +171,9 @@ def test_pruning_touches_convolutions_only(digits_original):
 
 
 def test_pruned_rows_have_their_own_run_ids():
-    from obliviate.rows import run_id
-    ctx = {"family": "vision", "dataset": "d", "model": "cnn", "forget": "random:0.1", "seed": 0}
-    dense = run_id(ctx, "finetune")
-    pruned = run_id({**ctx, "prune": {"sparsity": 0.95, "rounds": 1}}, "finetune")
-    imp = run_id({**ctx, "prune": {"sparsity": 0.95, "rounds": 3}}, "finetune")
-    assert len({dense, pruned, imp}) == 3 and "0.95" in pruned
+    from obliviate.grid import make_plan, GridOptions
+    from obliviate.vision.family import VisionFamily
+    opts = GridOptions(methods=["finetune"], forgets=["random:0.1"])
+    ids = {make_plan(VisionFamily(dataset="digits", prune=p, prune_rounds=r), opts).cells[0].jobs[-1].run_id
+           for p, r in ((None, 1), (0.95, 1), (0.95, 3))}
+    assert len(ids) == 3

@@ -2,6 +2,7 @@
 import copy
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -28,7 +29,8 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_run_store_rows(tmp_path):
     store = RunStore(tmp_path / "runs" / "x")
-    store.write_row({"run_id": "a/b c", "metrics": {"acc": 1.0}})
+    store.write_row({"run_id": "a/b c", "metrics": {"acc": 1.0}, "family": "vision", "method": "m", "seed": 0,
+                     "forget": "class:1", "status": "ok", "config_hash": "h"})
     assert store.has("a/b c") and not store.has("other")
     (store.rows_dir / "broken.json").write_text("{not json")
     assert [r["run_id"] for r in store.rows()] == ["a/b c"]
@@ -100,3 +102,74 @@ def test_rows_are_json(tmp_path):
     store = RunStore(tmp_path)
     store.write_row({"run_id": "r", "x": torch.tensor(1.5)})
     assert json.loads(store.row_path("r").read_text())["x"] == 1.5
+
+
+def _row(run_id, **extra):
+    return {"run_id": run_id, "family": "vision", "method": "m", "seed": 0, "forget": "class:1", "status": "ok",
+            "config_hash": "h", "metrics": {"acc": 1.0}, **extra}
+
+
+def test_rows_are_validated_when_read(tmp_path, capsys):
+    store = RunStore(tmp_path / "x")
+    store.write_row(_row("good"))
+    store.write_row(_row("moved"))
+    os.replace(store.row_path("moved"), store.row_path("elsewhere"))  # its id no longer matches its file
+    old = _row("old")
+    del old["config_hash"]                                           # a row of an older version
+    store.write_row(old)
+    store.write_row(_row("nometrics", metrics=None))
+    assert [r["run_id"] for r in store.rows()] == ["good"]
+    err = capsys.readouterr().err
+    assert err.count("damaged row") == 3 and "does not match the file name" in err and "config_hash" in err
+    assert len(list((store.rows_dir / "damaged").iterdir())) == 3
+
+
+def test_checkpoint_without_checksum_is_retrained(tmp_path, digits_task):
+    from obliviate.store import ModelCache
+    cache = ModelCache(tmp_path)
+    key = {"role": "original", "x": 1}
+    calls = []
+
+    def train(m):
+        calls.append(1)
+        return m
+    build = lambda: make_model("cnn", digits_task, width=8)  # noqa: E731
+    cache.get_or_train(key, build, train)
+    cache.get_or_train(key, build, train)
+    assert len(calls) == 1  # verified and loaded
+    meta = cache.path(key).with_suffix(".json")
+    meta.write_text(json.dumps({"key": key, "seconds": 1.0}))  # no checksum: never trusted
+    cache.get_or_train(key, build, train)
+    assert len(calls) == 2 and "sha256" in json.loads(meta.read_text())
+
+
+def test_stale_temporary_files_are_cleaned(tmp_path):
+    from obliviate.store import STALE_TMP_SECONDS, clean_stale_tmp
+    stale, fresh = tmp_path / "rows" / ".a.json.x.tmp", tmp_path / "rows" / ".b.json.y.tmp"
+    stale.parent.mkdir()
+    stale.write_text("{")
+    fresh.write_text("{")
+    old = time.time() - STALE_TMP_SECONDS - 5
+    os.utime(stale, (old, old))
+    assert clean_stale_tmp(tmp_path) == 1
+    assert not stale.exists() and fresh.exists()  # a live write of another process is left alone
+
+
+def test_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert atomic_write_text(tmp_path / "b.txt", "x").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_run_names_stay_inside_the_runs_folder():
+    from obliviate.errors import ObliviateError
+    from obliviate.store import check_run_name
+    for bad in ("", "..", "../x", "/abs", "a/b", ".hidden", "x" * 200):
+        with pytest.raises(ObliviateError):
+            check_run_name(bad)
+    assert check_run_name("my-grid_2.v1") == "my-grid_2.v1"

@@ -14,7 +14,9 @@ class HyperparameterMethod(abc.ABC):
         return dataclasses.asdict(self)
 
     def __post_init__(self):
+        from .config import check_dataclass
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v != v:
                 raise ObliviateError(f"{self.name}: {f.name} is NaN")
+        check_dataclass(self, self.name)

@@ -1,15 +1,13 @@
-"""Hyperparameter presets per (dataset, model) and forget kind, shipped as YAML in obliviate/presets/.
+"""Hyperparameter presets per (dataset, model), shipped as YAML in obliviate/presets/.
 
 A preset holds ``dataset`` (source arguments), ``model`` (model arguments), ``recipe`` (training of original and gold)
-and ``methods`` (hyperparameters per method). Files overlay in order: ``default.yaml``, ``{dataset}-{model}.yaml``, then,
-for a forget kind (``random``, ``class``, ...), ``{dataset}-{model}-{kind}.yaml`` (written by ``obliviate tune``):
-a later file's method values replace an earlier file's, key by key.
+and ``methods`` (hyperparameters per method). ``default.yaml`` fills what a specific file does not set.
 Overrides use dotted keys: ``lotus.alpha=4`` (a method), ``recipe.epochs=30``, ``model.width=32``, ``dataset.num_samples=4000``.
 """
 from __future__ import annotations
 
 from importlib import resources
-from typing import Iterable, Optional
+from typing import Iterable
 
 import yaml
 
@@ -25,21 +23,12 @@ def _read(name: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def preset_files(dataset: str, model: str, forget_kind: Optional[str] = None) -> list:
-    """The preset files that apply, in overlay order (missing ones are skipped when read)."""
-    names = ["default.yaml", f"{dataset}-{model}.yaml"]
-    if forget_kind:
-        names.append(f"{dataset}-{model}-{forget_kind}.yaml")
-    return names
-
-
-def load_preset(dataset: str, model: str, forget_kind: Optional[str] = None) -> dict:
-    """The merged preset for (dataset, model), overlaid with the forget kind's file when ``forget_kind`` is given
-    (a spec such as ``class:3`` is reduced to its kind)."""
-    if forget_kind and ":" in forget_kind:
-        forget_kind = forget_kind.split(":", 1)[0]
+def load_preset(dataset: str, model: str, forget_kind: str | None = None) -> dict:
+    """The merged preset for (dataset, model): ``default.yaml``, then ``DATASET-MODEL.yaml``, then (for a forget kind
+    such as ``class``) ``DATASET-MODEL-KIND.yaml``, each overriding what the previous one set."""
     out = {k: {} for k in SECTIONS}
-    for name in preset_files(dataset, model, forget_kind):
+    names = ["default.yaml", f"{dataset}-{model}.yaml"] + ([f"{dataset}-{model}-{forget_kind}.yaml"] if forget_kind else [])
+    for name in names:
         for section, values in _read(name).items():
             if section not in SECTIONS:
                 raise ObliviateError(f"preset {name}: unknown section {section!r}")

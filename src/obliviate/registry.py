@@ -65,45 +65,14 @@ class Registry:
         return list(dict.fromkeys(out))
 
     def instantiate(self, name: str, **hyperparameters):
-        """Build a registered dataclass; unknown hyperparameters are an error listing the known ones, and strings
-        from the command line are converted to each field's declared type."""
-        import dataclasses
+        """Build a registered dataclass; unknown hyperparameters are an error listing the known ones, values from the
+        command line are converted to each field's declared type, and ranges are checked (see ``config.py``)."""
+        from .config import typed_fields
         cls = self.get(name)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(hyperparameters) - set(known)
-        if unknown:
-            raise ObliviateError(f"{self.kind} {name!r} has no hyperparameter {sorted(unknown)[0]!r}; "
-                                 f"its hyperparameters are: {', '.join(sorted(known)) or '(none)'}")
-        return cls(**{k: coerce(v, known[k].type, f"{name}.{k}") for k, v in hyperparameters.items()})
+        return cls(**typed_fields(cls, hyperparameters, name, noun="hyperparameter"))
 
 
 def fields_from_dict(cls, values, what: str):
-    """Build dataclass ``cls`` from a dict, naming unknown keys in the error (recipes, configurations)."""
-    import dataclasses
-    values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ObliviateError(f"unknown {what} fields {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**values)
-
-
-def coerce(value, annotation, where: str):
-    """Convert a CLI string to a field's declared type (bool/int/float/str); other values pass through."""
-    if not isinstance(value, str):
-        return value
-    kind = str(annotation)
-    try:
-        if "bool" in kind:
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if "int" in kind and "float" not in kind:
-            return int(value)
-        if "float" in kind:
-            return float(value)
-    except ValueError:
-        raise ObliviateError(f"{where}: cannot read {value!r} as {kind}") from None
-    return value
+    """Build dataclass ``cls`` from a dict (recipes, configurations): typed, range-checked, unknown keys named."""
+    from .config import build
+    return build(cls, values, what)

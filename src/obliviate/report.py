@@ -52,16 +52,19 @@ def group_rows(rows: List[dict]) -> Dict[str, Dict[str, List[dict]]]:
     out: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r.get("status") == "ok":
-            out[group_key(r)][r["method"]].append(r)
+            out[group_key(r)][r.get("label", r["method"])].append(r)
     return out
 
 
 def group_key(row: dict) -> str:
+    """A table per forget spec; pruned runs, and each configuration of a directory that holds several (``variant``,
+    see :func:`obliviate.grid.labelled_rows`), get tables of their own."""
     prune = row.get("prune")
-    if not prune:
-        return row["forget"]
-    rounds = prune.get("rounds", 1)
-    return f"{row['forget']}, pruned {prune['sparsity']:g}" + (f" in {rounds} rounds" if rounds > 1 else "")
+    key = row["forget"]
+    if prune:
+        rounds = prune.get("rounds", 1)
+        key += f", pruned {prune['sparsity']:g}" + (f" in {rounds} rounds" if rounds > 1 else "")
+    return key + (f" [{row['variant']}]" if row.get("variant") else "")
 
 
 def outputs_path(store: RunStore, run_id: str) -> Path:
@@ -486,12 +489,14 @@ def _preferred(store: RunStore) -> List[str]:
 
 
 def classifier_rows(store: RunStore) -> List[dict]:
-    """The rows of classifier runs (other families draw their own tables)."""
-    return [r for r in store.rows() if r.get("family", "vision") == "vision"]
+    """The rows of classifier runs, labelled by configuration (other families draw their own tables)."""
+    from .grid import labelled_rows
+    return [r for r in labelled_rows(store.rows()) if r.get("family", "vision") == "vision"]
 
 
-def write_tables(store: RunStore) -> str:
-    text = "# Results\n\n" + tables_markdown(classifier_rows(store), _preferred(store))
+def write_tables(store: RunStore, rows: Optional[List[dict]] = None) -> str:
+    rows = classifier_rows(store) if rows is None else rows
+    text = "# Results\n\n" + tables_markdown(rows, _preferred(store))
     store.write_text("table.md", text)
     return text
 
@@ -506,6 +511,8 @@ def _heading(store: RunStore, rows: List[dict]) -> List[str]:
         lines.append(f"Dataset {first['dataset']}, model {first['model']}; forget specs "
                      f"{', '.join(dict.fromkeys(r['forget'] for r in ok))}; seeds {', '.join(map(str, seeds))}; "
                      f"models {', '.join(methods)}.")
+        if "threads" in first:
+            lines.append(f"Torch threads: {first['threads']}; determinism settings: {first.get('determinism', {})}.")
         v = first.get("versions", {})
         if v:
             lines.append("Versions: " + ", ".join(f"{k} {v[k]}" for k in ("obliviate", "torch", "python", "platform")
@@ -599,9 +606,10 @@ def report_html(store: RunStore, rows: List[dict], secs: List[Section], figs: Li
     return "\n".join(parts) + "\n"
 
 
-def write_report(store: RunStore, plots: bool = True) -> Dict[str, Path]:
-    """Write table.md, report.md (figures under figures/) and the self-contained report.html; returns their paths."""
-    rows = classifier_rows(store)
+def write_report(store: RunStore, plots: bool = True, rows: Optional[List[dict]] = None) -> Dict[str, Path]:
+    """Write table.md, report.md (figures under figures/) and the self-contained report.html; returns their paths.
+    ``rows``: labelled classifier rows (default: read from the store)."""
+    rows = classifier_rows(store) if rows is None else [r for r in rows if r.get("family", "vision") == "vision"]
     if not rows:
         raise ObliviateError(f"{store.root} holds no classifier result rows (expected JSON files under "
                              f"{store.rows_dir})")
@@ -612,7 +620,7 @@ def write_report(store: RunStore, plots: bool = True) -> Dict[str, Path]:
     figs = figures(store, groups, preferred, loaded) if plots and groups else []
     for f in figs:
         atomic_write_bytes(store.root / "figures" / f.name, f.png)
-    write_tables(store)
+    write_tables(store, rows)
     store.write_text("report.md", report_markdown(store, rows, secs, figs))
     store.write_text("report.html", report_html(store, rows, secs, figs))
     return {name: store.root / name for name in ("table.md", "report.md", "report.html")}

@@ -27,13 +27,15 @@ def cmd_report(args) -> int:
         raise ObliviateError(f"{root} is not a directory; give a benchmark directory such as runs/default")
     if not (root / "rows").is_dir():
         raise ObliviateError(f"{root} has no rows/ folder: it is not a benchmark directory written by `obliviate bench`")
+    from .grid import labelled_rows
     store = RunStore(root)
-    families = {r.get("family", "vision") for r in store.rows()}
+    rows = labelled_rows(store.rows())
+    families = {r.get("family", "vision") for r in rows}
     if families == {"text"}:  # language-model grids have tables of their own (MUSE, TOFU), no figures yet
-        from .text.bench import write_tables
-        write_tables(store)
+        from .text.tables import write_tables
+        write_tables(store, rows)
         print(root / "table.md")
         return 0
-    for path in write_report(store, plots=not args.no_plots).values():
+    for path in write_report(store, plots=not args.no_plots, rows=rows).values():
         print(path)
     return 0

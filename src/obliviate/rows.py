@@ -1,8 +1,7 @@
-"""Result rows: one JSON object per run with its configuration, versions, metrics and timings."""
+"""What every result row records about the software it ran on (rows themselves are built by ``grid.py``)."""
 from __future__ import annotations
 
 import platform
-import time
 
 
 def versions() -> dict:
@@ -18,14 +17,3 @@ def versions() -> dict:
     except ImportError:
         pass
     return out
-
-
-def run_id(context: dict, method: str) -> str:
-    prune = context.get("prune")  # pruned runs (prune first, then unlearn) never share an id with dense ones
-    tag = f"_prune{prune['sparsity']:g}" + (f"x{prune['rounds']}" if prune.get("rounds", 1) > 1 else "") if prune else ""
-    return f"{context['family']}_{context['dataset']}_{context['model']}_{context['forget']}_s{context['seed']}{tag}_{method}"
-
-
-def base_row(context: dict, method: str, params: dict) -> dict:
-    return {"run_id": run_id(context, method), **context, "method": method, "params": params,
-            "versions": versions(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -45,7 +45,7 @@ def test_methods_lists_the_language_model_methods(capsys):
     (["--task", "books"], "unknown lm task"),
     (["--forget", "forget50"], "unknown forget split"),
     (["--set", "npo.betta=1"], "no hyperparameter 'betta'"),
-    (["--set", "recipe.epoch=3"], "unknown recipe fields"),
+    (["--set", "recipe.epoch=3"], "recipe has no setting 'epoch'"),
     (["--task", "jsonl"], "needs --data-root"),
     (["--model", "/nonexistent/model"], "local model directory"),
 ])
@@ -94,11 +94,11 @@ def test_unlearn_bench_rows_resume_and_failed_rows(tmp_path, capsys):
 
 
 def test_collapse_guard_and_six_way_table_from_rows():
-    from obliviate.text.bench import tables_markdown
+    from obliviate.text.tables import tables_markdown
     from obliviate.text.run import finish_row
 
     def row(method, utility, verbmem, seed=0):
-        r = {"run_id": f"{method}{seed}", "method": method, "forget": "forget10", "seed": seed, "dataset": "authors",
+        r = {"run_id": f"{method}{seed}", "family": "text", "method": method, "forget": "forget10", "seed": seed, "dataset": "authors",
              "model": "tiny-gpt2"}
         finish_row(r, {"utility": utility, "verbmem_f": verbmem, "knowmem_f": 0.5, "knowmem_r": 0.8,
                        "privleak": -10.0}, 1.0, target_utility=0.6, threshold=0.5)

@@ -18,11 +18,11 @@ def __getattr__(name):
     if name in ("unlearn_once", "Evaluator"):
         from . import run
         return getattr(run, name)
-    if name in ("LMGrid", "run_grid"):
-        from . import bench
-        return getattr(bench, name)
+    if name == "TextFamily":
+        from .family import TextFamily
+        return TextFamily
     raise AttributeError(name)
 
 
 __all__ = ["QA", "TASKS", "LMTask", "make_task", "LMCache", "ModelSpec", "Recipe", "encode", "finetune",
-           "train_reference", "METHODS", "create", "LMGrid", "run_grid", "unlearn_once", "Evaluator"]
+           "train_reference", "METHODS", "create", "TextFamily", "unlearn_once", "Evaluator"]

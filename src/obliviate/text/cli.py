@@ -28,6 +28,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default="runs", help="folder that holds run directories")
     p.add_argument("--cpu", action="store_true", help="use the CPU even if an accelerator is available")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    from ..cli import add_grid_options
+    add_grid_options(p)
 
 
 def add_commands(sub) -> None:
@@ -68,32 +70,34 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_unlearn)
 
 
-def _grid(args, forgets, methods, seeds, name):
-    from .bench import TASK_DEFAULT_FORGET, LMGrid
-    if forgets is None:
-        forgets = [TASK_DEFAULT_FORGET.get(args.task, "forget")]
-    return LMGrid(task=args.task, forgets=forgets, methods=methods, seeds=seeds, model=args.model,
-                  gguf_file=args.gguf_file, name=name, root=args.runs, overrides=args.overrides,
-                  data_root=args.data_root, lora=args.lora, eval_every_epoch=args.eval_every_epoch,
-                  collapse_threshold=args.collapse_threshold, eval_limit=args.eval_limit, cpu=args.cpu,
-                  progress=not args.no_progress)
+def family(args):
+    from .family import TextFamily
+    return TextFamily(task=args.task, model=args.model, gguf_file=args.gguf_file, overrides=args.overrides,
+                      data_root=args.data_root, lora=args.lora, eval_every_epoch=args.eval_every_epoch,
+                      collapse_threshold=args.collapse_threshold, eval_limit=args.eval_limit, cpu=args.cpu,
+                      progress=not args.no_progress, retrain_corrupt=args.retrain_corrupt)
+
+
+def _forgets(args, forgets):
+    from .family import TASK_DEFAULT_FORGET
+    return forgets if forgets else [TASK_DEFAULT_FORGET.get(args.task, "forget")]
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_grid
-    store = run_grid(_grid(args, args.forget, args.methods, list(range(args.seeds)), args.name or f"lm-{args.task}"))
+    from ..cli import grid_options
+    from ..grid import run_grid
+    options = grid_options(args, _forgets(args, args.forget), args.methods, list(range(args.seeds)),
+                           f"lm-{args.task}" if args.name is None else args.name)
+    store = run_grid(family(args), options).store
     print((store.root / "table.md").read_text())
     print(f"rows and tables written to {store.root}/")
     return 0
 
 
 def cmd_unlearn(args) -> int:
-    from ..rows import run_id
-    from .bench import run_grid
-    grid = _grid(args, [args.forget] if args.forget else None, [args.method], [args.seed],
-                 args.name or f"lm-unlearn-{args.method}")
-    store = run_grid(grid, log=lambda s: print(s, file=sys.stderr))
-    context = {"family": "text", "dataset": grid.task, "model": grid.model_label, "forget": grid.forgets[0],
-               "seed": args.seed}
-    from ..cli import show_run
-    return show_run(store, run_id(context, grid.methods[0]), args.json)
+    from ..cli import grid_options, show_run
+    from ..grid import run_grid
+    options = grid_options(args, _forgets(args, [args.forget] if args.forget else None), [args.method], [args.seed],
+                           f"lm-unlearn-{args.method}" if args.name is None else args.name)
+    result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
+    return show_run(result.store, result.plan.cells[-1].jobs[-1].run_id, args.json)

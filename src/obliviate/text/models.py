@@ -178,8 +178,10 @@ def save_lm(model, tokenizer, directory: str | os.PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):
         model = copy.deepcopy(model).merge_and_unload()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        from ..store import dir_mode
+        os.chmod(tmp, dir_mode())  # mkdtemp gives 0700; a saved model follows the user's umask like any folder
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if target.exists():

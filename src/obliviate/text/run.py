@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import copy
 import time
-import traceback
 from typing import Dict, List
 
 import numpy as np
 
 from ..loop import Loop
-from ..rows import base_row
 from .data import LMTask
 from .train import Recipe, encode
 
@@ -124,42 +122,36 @@ def unlearn_once(name: str, hyperparameters: dict, model, tokenizer, task: LMTas
 
 
 def run_method(name: str, hyperparameters: dict, start_model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
-               evaluator: Evaluator, context: dict, target_utility: float, lora: int = 0,
+               evaluator: Evaluator, target_utility: float, lora: int = 0,
                eval_every_epoch: bool = False, collapse_threshold: float = 0.5):
-    """One row (and the unlearned model, None when it failed): metrics, or status "failed" with the error."""
-    row = base_row(context, method=name, params=dict(hyperparameters))
-    try:
-        epochs: List[dict] = []
-        states: Dict[int, dict] = {}
+    """One run's row payload and the unlearned model; raises on failure (the grid records a failed row)."""
+    row = {"params": dict(hyperparameters)}
+    epochs: List[dict] = []
+    states: Dict[int, dict] = {}
 
-        eval_seconds = [0.0]
+    eval_seconds = [0.0]
 
-        def on_epoch(epoch, model):
-            m = evaluator(model, tokenizer)
-            eval_seconds[0] += m["eval_seconds"]
-            epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if k != "truth_ratios_f"}})
-            states[epoch] = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, m)
+    def on_epoch(epoch, model):
+        m = evaluator(model, tokenizer)
+        eval_seconds[0] += m["eval_seconds"]
+        epochs.append({"epoch": epoch, **{k: v for k, v in public(m).items() if k != "truth_ratios_f"}})
+        states[epoch] = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, m)
 
-        model, info = unlearn_once(name, hyperparameters, start_model, tokenizer, task, loop, recipe, lora,
-                                   on_epoch if eval_every_epoch else None)
-        info["seconds"] -= eval_seconds[0]  # unlearning time, without the per-epoch evaluations
-        row["params"] = info["params"]
-        row["seconds"] = info["seconds"]
-        if states:
-            ok = [e for e in states if not collapsed(states[e][1], target_utility, collapse_threshold)]
-            best = max(ok or states, key=lambda e: (*evaluator.selection_score(states[e][1]), -e))
-            model.load_state_dict(states[best][0])
-            metrics = states[best][1]
-            row["epoch_metrics"], row["selected_epoch"] = epochs, best
-        else:
-            metrics = evaluator(model, tokenizer)
-        finish_row(row, metrics, info["seconds"], target_utility, collapse_threshold)
-        return row, model
-    except Exception as e:  # recorded, not raised: one failing method must not stop a grid
-        row["status"] = "failed"
-        row["error"] = f"{type(e).__name__}: {e}"
-        row["traceback"] = traceback.format_exc(limit=8)
-        return row, None
+    model, info = unlearn_once(name, hyperparameters, start_model, tokenizer, task, loop, recipe, lora,
+                               on_epoch if eval_every_epoch else None)
+    info["seconds"] -= eval_seconds[0]  # unlearning time, without the per-epoch evaluations
+    row["params"] = info["params"]
+    row["seconds"] = info["seconds"]
+    if states:
+        ok = [e for e in states if not collapsed(states[e][1], target_utility, collapse_threshold)]
+        best = max(ok or states, key=lambda e: (*evaluator.selection_score(states[e][1]), -e))
+        model.load_state_dict(states[best][0])
+        metrics = states[best][1]
+        row["epoch_metrics"], row["selected_epoch"] = epochs, best
+    else:
+        metrics = evaluator(model, tokenizer)
+    finish_row(row, metrics, info["seconds"], target_utility, collapse_threshold)
+    return row, model
 
 
 def collapsed(metrics: dict, target_utility: float, threshold: float) -> bool:
@@ -174,22 +166,18 @@ def finish_row(row: dict, metrics: dict, seconds: float, target_utility: float, 
     row["status"] = "ok"
 
 
-def reference_row(role: str, metrics: dict, seconds: float, context: dict, target_utility: float,
-                  threshold: float) -> dict:
-    row = base_row(context, method=role, params={})
-    row["seconds"] = seconds
+def reference_row(metrics: dict, seconds: float, target_utility: float, threshold: float) -> dict:
+    """The row payload of the target or the gold model."""
+    row = {"seconds": seconds}
     finish_row(row, metrics, seconds, target_utility, threshold)
     return row
 
 
-def replay_requests(name, preset, target, tokenizer, task: LMTask, loop, recipe, lora):
-    """The model after the earlier sustainability requests, unlearned one after another (used on resume)."""
+def replay_requests(name, params: dict, target, tokenizer, task: LMTask, loop, recipe, lora):
+    """The model after the earlier sustainability requests, unlearned one after another with the same method."""
     model = target
     for request in task.previous_requests:
         step = copy.copy(task)
         step.forget_examples, step.previous_requests = request, []
-        try:
-            model, _ = unlearn_once(name, preset["methods"].get(name, {}), model, tokenizer, step, loop, recipe, lora)
-        except Exception:
-            return None
+        model, _ = unlearn_once(name, params, model, tokenizer, step, loop, recipe, lora)
     return model

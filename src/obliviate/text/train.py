@@ -6,7 +6,6 @@ model, recipe, seed) and reused by every grid that needs them.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -223,28 +222,34 @@ def finetune(model, tokenizer, examples: Sequence[Example], recipe: Recipe, loop
 
 
 class LMCache:
-    """Trained (model, tokenizer) pairs in ``root/<role>-<hash>/`` (safetensors + tokenizer files + meta.json)."""
+    """Trained (model, tokenizer) pairs in ``root/<role>-<hash>/`` (safetensors + tokenizer files + meta.json).
 
-    def __init__(self, root: Optional[Path] = None):
+    meta.json records every file's sha256, checked on load (see :class:`obliviate.store.ModelCache`)."""
+
+    def __init__(self, root: Optional[Path] = None, retrain_corrupt: bool = False):
         self.root = Path(root) if root is not None else default_cache_dir() / "lm"
+        self.retrain_corrupt = retrain_corrupt
 
     def path(self, key: dict) -> Path:
         return self.root / f"{key['role']}-{config_hash(key)}"
 
     def get_or_train(self, key: dict, train, loop: Loop):
         """(model, tokenizer, seconds): from the cache, else ``train()`` -> (model, tokenizer), saved atomically."""
+        from ..store import _verified_meta, sha256_file
         from .models import load_lm, save_lm
         path = self.path(key)
-        meta = path / "meta.json"
-        if meta.is_file():
+        meta_path = path.parent / f"{path.name}.json"
+        meta = _verified_meta(path, meta_path, {}, self.retrain_corrupt)
+        if meta is not None:
             model, tokenizer = load_lm(path)
-            return model, tokenizer, float(json.loads(meta.read_text())["seconds"])
+            return model, tokenizer, float(meta["seconds"])
         start = time.perf_counter()
         model, tokenizer = train()
         seconds = time.perf_counter() - start
         if loop.is_main_process:
             save_lm(model, tokenizer, path)
-            atomic_write_json(meta, {"key": key, "seconds": seconds})
+            checksums = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()}
+            atomic_write_json(meta_path, {"key": key, "seconds": seconds, "sha256": checksums})
         loop.accelerator.wait_for_everyone()
         return model, tokenizer, seconds
 

@@ -25,6 +25,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "sparsity (e.g. 0.95); original and gold models are sparse with the same mask")
     p.add_argument("--prune-rounds", type=int, default=1,
                    help="pruning rounds: 1 = one-shot (OMP), more = iterative pruning with rewinding (IMP)")
+    from ..cli import add_grid_options
+    add_grid_options(p)
 
 
 def add_commands(sub) -> None:
@@ -73,27 +75,28 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_datasets)
 
 
-def _grid(args, forgets, methods, seeds, name):
-    from ..bench import Grid
-    return Grid(dataset=args.dataset, model=args.model, forgets=forgets, methods=methods, seeds=seeds, name=name,
-                root=args.runs, overrides=args.overrides, data_root=args.data_root, train_size=args.train_size,
-                cpu=args.cpu, mixed_precision=args.mixed_precision, progress=not args.no_progress, prune=args.prune, prune_rounds=args.prune_rounds)
+def family(args):
+    from .family import VisionFamily
+    return VisionFamily(dataset=args.dataset, model=args.model, overrides=args.overrides, data_root=args.data_root,
+                        train_size=args.train_size, cpu=args.cpu, mixed_precision=args.mixed_precision,
+                        progress=not args.no_progress, prune=args.prune, prune_rounds=args.prune_rounds,
+                        retrain_corrupt=args.retrain_corrupt)
 
 
 def cmd_unlearn(args) -> int:
-    from ..bench import run_grid
-    from ..rows import run_id
-    grid = _grid(args, [args.forget], [args.method], [args.seed], args.name or f"unlearn-{args.method}")
-    store = run_grid(grid, log=lambda s: print(s, file=sys.stderr))
-    context = {"family": "vision", "dataset": grid.dataset, "model": grid.model, "forget": args.forget, "seed": args.seed,
-               "prune": grid.prune_context()}
-    from ..cli import show_run
-    return show_run(store, run_id(context, grid.methods[0]), args.json)
+    from ..cli import grid_options, show_run
+    from ..grid import run_grid
+    options = grid_options(args, [args.forget], [args.method], [args.seed], f"unlearn-{args.method}" if args.name is None else args.name)
+    result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
+    cell = result.plan.cells[0]
+    return show_run(result.store, cell.jobs[-1].run_id, args.json)
 
 
 def cmd_bench(args) -> int:
-    from ..bench import run_grid
-    store = run_grid(_grid(args, args.forget, args.methods, list(range(args.seeds)), args.name))
+    from ..cli import grid_options
+    from ..grid import run_grid
+    store = run_grid(family(args), grid_options(args, args.forget, args.methods, list(range(args.seeds)),
+                                                args.name)).store
     print((store.root / "table.md").read_text())
     print(f"rows and tables written to {store.root}/")
     return 0

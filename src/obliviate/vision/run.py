@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import io
 import time
-import traceback
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +11,6 @@ import numpy as np
 from torch import nn
 
 from ..loop import Loop
-from ..rows import base_row
 from ..store import atomic_write_bytes
 from ..task import Task
 from .evaluate import LogitsCache, evaluate
@@ -59,37 +57,26 @@ def save_outputs(path: Path, model: nn.Module, task: Task, cache: LogitsCache) -
 
 
 def run_method(name: str, hyperparameters: dict, original: nn.Module, gold: Optional[nn.Module], task: Task,
-               loop: Loop, cache: LogitsCache, context: dict, outputs: Optional[Path] = None) -> dict:
-    """One row: the method's scores, or status "failed" with its error (the grid goes on).
+               loop: Loop, cache: LogitsCache, outputs: Optional[Path] = None) -> dict:
+    """One method's row payload: its resolved hyperparameters, scores, time and sample passes (raises on failure).
     With ``outputs``, the per-sample outputs of the unlearned model are saved there (see :func:`save_outputs`)."""
-    row = base_row(context, method=name, params=dict(hyperparameters))
-    try:
-        method = create(name, **hyperparameters)
-        row["params"] = method.params()
-        model, info = unlearn(method, original, task, loop)
-        row.update(info)
-        row["metrics"] = evaluate(model, task, original=original, gold=gold, loop=loop, cache=cache)
-        row["metrics"]["seconds"] = info["seconds"]
-        if outputs is not None:
-            save_outputs(outputs, model, task, cache)
-        cache.forget_model(model)
-        row["status"] = "ok"
-    except Exception as e:  # recorded, not raised: one failing method must not stop a grid
-        row["status"] = "failed"
-        row["error"] = f"{type(e).__name__}: {e}"
-        row["traceback"] = traceback.format_exc(limit=8)
-    return row
-
-
-def reference_row(role: str, model: nn.Module, seconds: float, original: nn.Module, gold: Optional[nn.Module],
-                  task: Task, loop: Loop, cache: LogitsCache, context: dict, outputs: Optional[Path] = None) -> dict:
-    """A row for the original or the gold model itself (the gold model's row is the target every method aims at).
-    With ``outputs``, the model's per-sample outputs are saved there (see :func:`save_outputs`)."""
-    row = base_row(context, method=role, params={})
-    row["metrics"] = evaluate(model, task, original=original, gold=gold, loop=loop, cache=cache)
+    method = create(name, **hyperparameters)
+    model, info = unlearn(method, original, task, loop)
+    payload = {"params": method.params(), **info}
+    payload["metrics"] = evaluate(model, task, original=original, gold=gold, loop=loop, cache=cache)
+    payload["metrics"]["seconds"] = info["seconds"]
     if outputs is not None:
         save_outputs(outputs, model, task, cache)
-    row["metrics"]["seconds"] = seconds
-    row["seconds"] = seconds
-    row["status"] = "ok"
-    return row
+    cache.forget_model(model)
+    return payload
+
+
+def reference_payload(model: nn.Module, seconds: float, original: nn.Module, gold: Optional[nn.Module], task: Task,
+                      loop: Loop, cache: LogitsCache, outputs: Optional[Path] = None) -> dict:
+    """The row payload of the original or the gold model itself (the gold model's row is the target every method aims
+    at). With ``outputs``, the model's per-sample outputs are saved there (see :func:`save_outputs`)."""
+    metrics = evaluate(model, task, original=original, gold=gold, loop=loop, cache=cache)
+    if outputs is not None:
+        save_outputs(outputs, model, task, cache)
+    metrics["seconds"] = seconds
+    return {"metrics": metrics, "seconds": seconds}

@@ -28,6 +28,12 @@ class Recipe:
     weight_decay: float = 5e-4
     schedule: str = "cosine"      # cosine | constant
 
+    def __post_init__(self):
+        if self.optimizer not in ("adamw", "sgd", "adam"):
+            raise ObliviateError(f"recipe.optimizer: unknown optimizer {self.optimizer!r}; use sgd, adam or adamw")
+        if self.schedule not in ("cosine", "constant"):
+            raise ObliviateError(f"recipe.schedule: unknown schedule {self.schedule!r}; use cosine or constant")
+
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "Recipe":
         return fields_from_dict(cls, d, "recipe")
