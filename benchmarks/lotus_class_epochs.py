@@ -2,7 +2,7 @@
 each epoch (and after the last), the temperature, the epoch the retrain-free criterion keeps, and the kept model's
 forgotten / kept test accuracy against the gold model's.
 
-    .venv/bin/python benchmarks/lotus_class_epochs.py --dataset mnist1d --forget class:3 --seeds 3 [--epochs 30]
+    .venv/bin/python benchmarks/lotus_class_epochs.py --dataset mnist1d --forget class:3 --seeds 3 [--epochs 30] [--lr 1e-3]
 
 Uses the class preset (presets/{dataset}-{model}-class.yaml over {dataset}-{model}.yaml).
 """
@@ -23,11 +23,14 @@ def main() -> None:
     p.add_argument("--forget", default="class:3")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     args = p.parse_args()
     preset = load_preset(args.dataset, args.model, args.forget)
     hp = dict(preset["methods"].get("lotus", {}))
     if args.epochs:
         hp["epochs"] = args.epochs
+    if args.lr:
+        hp["lr"] = args.lr
     print(f"lotus hyperparameters: {hp}")
     loop = Loop(cpu=True, progress=False)
     recipe = Recipe.from_dict(preset["recipe"])
