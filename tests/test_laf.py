@@ -9,34 +9,68 @@ from torch import nn
 
 from obliviate.errors import ObliviateError
 
-FAST = dict(vae_epochs=3, epochs=3, lr=1e-3, tau=1.0, batch_size=32)
+FAST = dict(vae_epochs=3, epochs=3, lr_ue=3e-3, lr_ra=3e-3, tau=20.0, batch_size=32)
 
 
 def test_extractor_unlearning_loss_by_hand():
     from obliviate.vision.methods.laf import extractor_unlearning_loss
-    e = torch.tensor([0.0, 1.0, 3.0, 0.5])
-    forget = torch.tensor([False, False, True, True])
-    s = [math.exp(v / (v + 1)) for v in (0.0, 1.0, 3.0, 0.5)]
-    assert float(extractor_unlearning_loss(e, forget)) == pytest.approx((s[0] + s[1]) / 2 - (s[2] + s[3]) / 2)
+    s = lambda v: math.exp(v / (v + 1))
+    got = extractor_unlearning_loss(torch.tensor([0.0, 1.0]), torch.tensor([3.0, 0.5, 2.0]))
+    assert float(got) == pytest.approx(s(0.0) + s(1.0) - s(3.0) - s(0.5) - s(2.0))  # sums, as in the reference
+
+
+def test_reconstruction_error_sums_over_dimensions():
+    from obliviate.vision.methods.laf import RepresentationVAE
+    torch.manual_seed(0)
+    vae = RepresentationVAE(torch.zeros(6), torch.full((6,), 2.0), latent=3).eval()
+    z = torch.rand(4, 6) * 2
+    u = z / 2
+    with torch.no_grad():
+        recon = vae.decoder(vae.mu(vae.encoder(u)))
+        assert torch.allclose(vae.error(z), ((recon - u) ** 2).sum(1))
+
+
+def test_vae_loss_by_hand():
+    from obliviate.vision.methods.laf import RepresentationVAE, vae_loss
+    torch.manual_seed(0)
+    vae = RepresentationVAE(torch.zeros(5), torch.ones(5), latent=2).eval()  # eval: z = mu, no sampling
+    u = torch.rand(3, 5)
+    with torch.no_grad():
+        h = vae.encoder(u)
+        mu, logvar = vae.mu(h).numpy(), vae.logvar(h).numpy()
+        recon = vae.decoder(vae.mu(h)).numpy()
+        got = float(vae_loss(vae, u, 0.025))
+    un = u.numpy()
+    want_recon = ((recon - un) ** 2).sum() / 3  # summed over dimensions, averaged over the batch
+    want_kl = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum() / 3
+    assert got == pytest.approx(want_recon + 0.025 * want_kl, rel=1e-5)
+
+
+def test_vae_keeps_its_latent_dimensions_active(digits_class_task, digits_class_original, loop):
+    # with the reference scaling the KL term does not swamp the reconstruction: latent dimensions stay in use
+    # (a per-dimension mean of the reconstruction error makes the KL ~dim times stronger and collapses them all)
+    from obliviate.vision.methods.laf import LAF, active_dimensions
+    reps = loop.predict(digits_class_original.features, digits_class_task.train_eval).flatten(1)
+    method = LAF(vae_epochs=10, latent=8)
+    vae = method.fit_vae(reps, reps.min(0).values, reps.max(0).values, loop, "test")
+    assert active_dimensions(vae, vae.scale(reps)) >= 4
 
 
 def test_alignment_loss_by_hand():
     from obliviate.vision.methods.laf import alignment_loss
     rng = np.random.default_rng(0)
-    z, z0 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
-    forget = np.array([0, 1, 0, 0, 1], bool)
-    cos = (z * z0).sum(1) / np.linalg.norm(z, axis=1) / np.linalg.norm(z0, axis=1)
-    weights = np.exp(-(1 - cos) / 7.0)
-    want = -np.log(weights[~forget].sum() / weights.sum())
-    got = alignment_loss(torch.tensor(z), torch.tensor(z0), torch.tensor(forget), 7.0)
+    zr, zr0, zf, zf0 = (rng.normal(size=(n, 4)) for n in (3, 3, 2, 2))
+    cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    c_r, c_f = 1 - cos(zr, zr0), 1 - cos(zf, zf0)
+    want = (c_r - np.log(np.exp(c_f / 7.0).sum())).sum()
+    t = lambda a: torch.tensor(a)
+    got = alignment_loss(t(zr), t(zr0), t(zf), t(zf0), 7.0)
     assert float(got) == pytest.approx(want, rel=1e-9)
     # pulling a retain embedding onto the original's lowers the loss; so does pushing a forget one away
-    z_pull = z.copy()
-    z_pull[0] = z0[0]
-    z_push = z.copy()
-    z_push[1] = -z0[1]
-    for better in (z_pull, z_push):
-        assert float(alignment_loss(torch.tensor(better), torch.tensor(z0), torch.tensor(forget), 7.0)) < want
+    pulled, pushed = zr.copy(), zf.copy()
+    pulled[0], pushed[0] = zr0[0], -zf0[0]
+    assert float(alignment_loss(t(pulled), t(zr0), t(zf), t(zf0), 7.0)) < want
+    assert float(alignment_loss(t(zr), t(zr0), t(pushed), t(zf0), 7.0)) < want
 
 
 def test_hidden_task_refuses_labels(digits_task):
@@ -64,10 +98,12 @@ def test_laf_runs_without_labels_and_moves_forget_representations(digits_class_t
             feats[name, split] = loop.predict(m.features, hidden.split(split))
     moved_forget = _cos_distance(feats["new", "forget"], feats["old", "forget"])
     moved_retain = _cos_distance(feats["new", "retain"], feats["old", "retain"])
-    assert moved_forget > 2 * moved_retain
+    assert moved_forget > 1.4 * moved_retain
     assert torch.equal(model.head.weight, digits_class_original.head.weight)  # the head is never trained by LAF
+    # both stages run at every step, the unlearning stage first
     stages = [s for s, _ in method.history_]
-    assert stages[:4] == ["unlearn", "align", "unlearn", "align"]
+    steps = 3 * math.ceil(len(digits_class_task.forget_idx) / 32)
+    assert stages == ["unlearn", "align"] * steps
 
 
 def test_runner_hands_label_free_methods_a_hidden_task(digits_task, digits_original, loop, monkeypatch):
@@ -88,10 +124,17 @@ def test_runner_hands_label_free_methods_a_hidden_task(digits_task, digits_origi
 
 def test_laf_plus_repair_trains_only_the_head(digits_task, digits_original, loop):
     from obliviate.vision.methods import create
+    loop.seed(0)
+    laf = create("laf", **{**FAST, "epochs": 1}).unlearn(copy.deepcopy(digits_original), digits_task.without_labels(),
+                                                         loop)
     method = create("laf+r", **{**FAST, "epochs": 1}, head_epochs=2)
     assert method.uses_labels
+    loop.seed(0)
     model = method.unlearn(copy.deepcopy(digits_original), digits_task, loop)
-    assert not torch.equal(model.head.weight, digits_original.head.weight)
+    # the same label-free stage, then only the head moves
+    for (name, a), b in zip(model.features.state_dict().items(), laf.features.state_dict().values()):
+        assert torch.equal(a, b), f"the repair changed the extractor ({name})"
+    assert not torch.equal(model.head.weight, laf.head.weight)
 
 
 class _Custom(nn.Module):

@@ -107,3 +107,31 @@ def test_labels_never_used_in_the_loss(small_task, small_original, loop):
     b, _ = unlearn(create("lotus", epochs=2, lr=1e-3), small_original, scrambled, loop)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.allclose(va, vb), k
+
+
+def test_teacher_accuracy_is_measured_on_the_unseen_split(small_task, small_original, loop):
+    # Acc(T, D_u) comes from D_u (validation half), never from the test split; on this task the two differ
+    from obliviate.vision.methods.base import eval_accuracy
+    on_unseen = eval_accuracy(small_original, small_task.unseen, small_task.labels("unseen"), loop)
+    on_test = eval_accuracy(small_original, small_task.test, small_task.labels("test"), loop)
+    assert on_unseen != on_test
+    method = create("lotus", epochs=1, lr=1e-4)
+    unlearn(method, small_original, small_task, loop)
+    assert method.history_[0]["acc_teacher_unseen"] == pytest.approx(on_unseen)
+
+
+def test_class_unlearning_keeps_the_best_epoch(digits_class_task, digits_class_original, loop):
+    # the returned model is the evaluated state with the lowest forget accuracy whose retain-subset accuracy stayed
+    # within the tolerance of the original's
+    method = create("lotus", lr=3e-3, epochs=8, batch_size=64)
+    model, _ = unlearn(method, digits_class_original, digits_class_task, loop)
+    h = method.history_
+    assert len(h) == 9 and h[-1]["tau"] is None  # 8 epochs evaluated before they ran, plus the final state
+    floor = h[0]["acc_retain_subset"] - 0.03
+    ok = [r for r in h if r["acc_retain_subset"] >= floor]
+    best = min(ok, key=lambda r: (r["acc_forget"], -r["acc_retain_subset"], r["epoch"]))
+    assert method.chosen_epoch_ == best["epoch"]
+    scores = evaluate(model, digits_class_task, loop=loop)
+    assert scores["acc_forget"] == pytest.approx(best["acc_forget"])
+    # instance unlearning keeps the paper's last epoch unless asked
+    assert create("lotus").keep_best is None

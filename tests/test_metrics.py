@@ -94,6 +94,31 @@ def test_mia_efficacy_separable():
     assert M.mia_efficacy(member, labels, nonmember, labels, member[:10], labels[:10]) == 0.0
 
 
+def test_mia_efficacy_reads_the_true_label_confidence():
+    # forget samples confident in a WRONG class: p(y|x) is low (non-member-like) while max p is high (member-like)
+    n = 60
+    member, nonmember = np.tile([[0.99, 0.01]], (n, 1)), np.tile([[0.55, 0.45]], (n, 1))
+    labels = np.zeros(n, dtype=int)
+    wrong = np.tile([[0.01, 0.99]], (10, 1))
+    assert M.mia_efficacy(member, labels, nonmember, labels, wrong, np.zeros(10, dtype=int)) == 1.0
+
+
+def test_evaluate_feeds_rf_jsd_the_unlearned_forget_set_and_the_original_on_the_test_split(digits_task, digits_original,
+                                                                                             digits_gold, loop):
+    from obliviate.vision.evaluate import evaluate
+    p = lambda m, split: M.softmax(loop.predict(m, digits_task.split(split)))
+    want = M.rf_jsd(p(digits_gold, "forget"), digits_task.labels("forget"), p(digits_original, "test"),
+                    digits_task.labels("test"))
+    got = evaluate(digits_gold, digits_task, original=digits_original, loop=loop)["rf_jsd"]
+    assert got == pytest.approx(want, rel=1e-9)
+    # any other feed gives another value: the unseen split, or one model on both sides
+    for other in (M.rf_jsd(p(digits_gold, "forget"), digits_task.labels("forget"), p(digits_original, "unseen"),
+                           digits_task.labels("unseen")),
+                  M.rf_jsd(p(digits_gold, "forget"), digits_task.labels("forget"), p(digits_gold, "test"),
+                           digits_task.labels("test"))):
+        assert abs(got - other) > 1e-6
+
+
 def test_avg_gap_by_hand():
     s = {"mia": 0.5, "acc_forget": 0.9, "acc_retain": 0.95, "acc_test": 0.8}
     g = {"mia": 0.4, "acc_forget": 0.85, "acc_retain": 0.99, "acc_test": 0.82}

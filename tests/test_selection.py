@@ -43,12 +43,39 @@ def test_worst_case_picks_what_the_lower_level_keeps_fitting(digits_task, digits
     sel = WorstCaseSelector(size=0.1, epochs=1, unroll_epochs=1)
     idx = sel.select(digits_original, digits_task, loop)
     n = len(digits_task.train_labels)
-    w0 = np.full(n, sel.count(n) / n)  # one step from the uniform start: top-m = lowest losses after unlearning
+    w0 = sel.initial_weights(n, sel.count(n))  # one step from the random binary start
     losses = sel._unlearned_losses(digits_original, digits_task, w0, __import__("torch").as_tensor(
         digits_task.train_labels), loop, 0)
     chosen = np.zeros(len(losses), bool)
     chosen[idx] = True
-    assert losses[chosen].max() <= losses[~chosen].min() + 1e-6  # ties below float resolution may go either way
+    # one projected step from w0: the top-m of w0 - w_lr * losses
+    expected = np.sort(np.argsort(-(w0 - sel.w_lr * losses), kind="stable")[:sel.count(n)])
+    assert np.array_equal(idx, expected)
+
+
+def test_selection_starts_from_a_random_binary_subset():
+    from obliviate.vision.selection import WorstCaseSelector
+    w = WorstCaseSelector(seed=4).initial_weights(50, 7)
+    assert set(np.unique(w)) == {0.0, 1.0} and w.sum() == 7
+    assert not np.array_equal(w, WorstCaseSelector(seed=5).initial_weights(50, 7))
+    sel = WorstCaseSelector(unroll_epochs=4)
+    assert [sel.l1_at(t) for t in range(4)] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+
+
+def test_the_lower_level_reads_the_weights(digits_task, digits_original, loop):
+    # samples with w = 1 are excluded from fine-tuning, so after the unroll their losses rise against the rest
+    import torch
+    from obliviate.vision.selection import WorstCaseSelector
+    sel = WorstCaseSelector(unroll_epochs=2, theta_lr=0.01)
+    n = len(digits_task.train_labels)
+    labels = torch.as_tensor(digits_task.train_labels)
+    half = np.zeros(n)
+    half[: n // 2] = 1.0
+    excluded = sel._unlearned_losses(digits_original, digits_task, half, labels, loop, 0)
+    included = sel._unlearned_losses(digits_original, digits_task, np.zeros(n), labels, loop, 0)
+    h = n // 2
+    # relative to the other half of the same run (a lower level that ignores w makes both runs identical)
+    assert excluded[:h].mean() / excluded[h:].mean() > 1.02 * included[:h].mean() / included[h:].mean()
 
 
 def test_classwise_selection_returns_whole_classes(digits_task, digits_original, loop):

@@ -17,6 +17,26 @@ def test_l1_schedule_decays_linearly_to_zero(digits_task, digits_original, loop)
     assert [method.gamma(t) for t in range(5)] == pytest.approx([0.3, 0.225, 0.15, 0.075, 0.0], abs=1e-15)
 
 
+def test_l1_sparse_trains_with_the_decaying_penalty(digits_task, digits_original, loop):
+    # full-batch epochs, so data order does not matter: an independent loop with gamma_t = alpha (1 - t / E)
+    from obliviate.vision.methods import create
+    alpha, epochs, lr = 0.02, 3, 0.05
+    loop.seed(0)
+    got = create("l1-sparse", alpha=alpha, epochs=epochs, lr=lr, batch_size=4096).unlearn(
+        copy.deepcopy(digits_original), digits_task, loop)
+    ref = copy.deepcopy(digits_original).train()
+    x, y = zip(*(digits_task.retain[i] for i in range(len(digits_task.retain_idx))))
+    x, y = torch.stack(x), torch.stack(y)
+    opt = torch.optim.SGD(ref.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    for t in range(epochs):
+        opt.zero_grad()
+        loss = F.cross_entropy(ref(x), y) + alpha * (1 - t / epochs) * sum(p.abs().sum() for p in ref.parameters())
+        loss.backward()
+        opt.step()
+    for (name, a), b in zip(got.named_parameters(), ref.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
 def test_l1_loss_is_cross_entropy_plus_weighted_l1_norm(digits_task, digits_original):
     from obliviate.vision.methods import create
     method = create("l1-sparse")
@@ -110,6 +130,44 @@ def test_pruned_references_share_the_mask_and_are_cached(digits_task, loop):
     assert len(list(cache.root.glob("*.safetensors"))) == n_files  # all from the cache
     for a, b in zip(orig.state_dict().values(), orig2.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_imp_rewinds_the_surviving_weights_before_each_round(digits_task, loop, monkeypatch):
+    # every pruning round starts from the rewind-point weights (masked), not from the previous round's trained ones
+    import obliviate.vision.train as train_mod
+    from obliviate.store import ModelCache
+    from obliviate.vision.prune import PruneConfig, _early_weights, pruned_references
+    from obliviate.vision.train import Recipe
+    recipe = Recipe(epochs=2, batch_size=128)
+    started = []
+    real = train_mod.train_reference
+
+    def spy(role, task, model_name, recipe, loop, cache=None, model_kwargs=None, extra_key=None, prepare=None):
+        if prepare is not None and role == "original":
+            def recording(m):
+                m = prepare(m)
+                started.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+                return m
+            return real(role, task, model_name, recipe, loop, cache, model_kwargs, extra_key, recording)
+        return real(role, task, model_name, recipe, loop, cache, model_kwargs, extra_key, prepare)
+
+    monkeypatch.setattr(train_mod, "train_reference", spy)
+    pruned_references(digits_task, "cnn", recipe, PruneConfig(0.8, rounds=2, rewind_epoch=1), loop, ModelCache(),
+                      {"width": 8})
+    rewind = _early_weights(digits_task, "cnn", recipe, loop, {"width": 8}, 1)
+    assert len(started) == 2
+    for state in started:
+        for k, v in state.items():
+            if k.endswith("weight_orig"):
+                assert torch.equal(v, rewind[k[: -len("_orig")]]), k
+
+
+def test_pruning_touches_convolutions_only(digits_original):
+    from obliviate.vision.prune import prune_global
+    model = prune_global(copy.deepcopy(digits_original), 0.9)
+    assert not hasattr(model.head, "weight_mask")
+    assert torch.equal(model.head.weight, digits_original.head.weight)
+    assert all(isinstance(m, torch.nn.Conv2d) for m in model.modules() if hasattr(m, "weight_mask"))
 
 
 def test_pruned_rows_have_their_own_run_ids():

@@ -1,4 +1,4 @@
-"""CLI commands for classifiers: `unlearn`, `bench`, `methods`."""
+"""CLI commands for classifiers: `unlearn`, `bench`, `tune`, `methods`."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="mixed precision for training and unlearning (accelerators)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--prune", type=float, default=None, metavar="SPARSITY",
-                   help="prune first, then unlearn: global L1-magnitude pruning of conv/linear weights to this "
+                   help="prune first, then unlearn: global L1-magnitude pruning of convolution weights to this "
                         "sparsity (e.g. 0.95); original and gold models are sparse with the same mask")
     p.add_argument("--prune-rounds", type=int, default=1,
                    help="pruning rounds: 1 = one-shot (OMP), more = iterative pruning with rewinding (IMP)")
@@ -51,6 +51,22 @@ def add_commands(sub) -> None:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     p.add_argument("--name", default="default", help="run directory name under RUNS")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("tune", help="search a method's hyperparameters without the gold model or the test split",
+                       description="Optuna search (TPE) over each method's hyperparameters on one dataset, model and "
+                                   "forget spec, scored by a retrain-free criterion (original model, D_r, D_f, D_u "
+                                   "only). The study is stored in RUNS/NAME/study.db: rerunning the same command "
+                                   "resumes it. Writes the best values as a preset YAML (merged into --out).",
+                       formatter_class=fmt)
+    _common(p)
+    p.add_argument("--forget", default="random:0.1", help="forget spec to tune on: random:F, class:C[,C], ...")
+    p.add_argument("--methods", nargs="+", default=["lotus"], help="method names, comma lists, or `all`")
+    p.add_argument("--trials", type=int, default=20, help="trials per method (finished trials of a resumed study count)")
+    p.add_argument("--timeout", type=float, default=None, help="time budget per method, in seconds")
+    p.add_argument("--seeds", type=int, default=1, help="average the objective over seeds 0..N-1")
+    p.add_argument("--name", default=None, help="run directory under RUNS (default: tune-DATASET-MODEL-KIND)")
+    p.add_argument("--out", default=None, help="preset YAML to write or merge into (default: RUNS/NAME/preset.yaml)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("methods", help="list every registered method with its paper", formatter_class=fmt)
     p.set_defaults(func=cmd_methods)
@@ -84,6 +100,20 @@ def cmd_bench(args) -> int:
     print((store.root / "table.md").read_text())
     print(f"rows and tables written to {store.root}/")
     return 0
+
+
+def cmd_tune(args) -> int:
+    from ..errors import ObliviateError
+    from .tune import TuneConfig, tune
+    if args.prune is not None:
+        raise ObliviateError("tune does not search pruned models yet: drop --prune")
+    cfg = TuneConfig(dataset=args.dataset, model=args.model, forget=args.forget, methods=args.methods,
+                     trials=args.trials, timeout=args.timeout, seeds=list(range(args.seeds)), name=args.name,
+                     root=args.runs, out=args.out, overrides=args.overrides, data_root=args.data_root,
+                     train_size=args.train_size, cpu=args.cpu, progress=not args.no_progress)
+    best = tune(cfg, log=lambda s: print(s, file=sys.stderr))
+    print(f"preset written to {cfg.output}" if best else "no trial finished; no preset written")
+    return 0 if best else 1
 
 
 def cmd_methods(args) -> int:

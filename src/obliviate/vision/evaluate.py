@@ -70,7 +70,9 @@ def evaluate(model: nn.Module, task: Task, original: Optional[nn.Module] = None,
              loop: Optional[Loop] = None, cache: Optional[LogitsCache] = None) -> dict:
     """All metrics of ``model`` on ``task`` as a dict of named floats.
 
-    Always: acc_forget, acc_retain, acc_unseen, acc_test, mia, mia_efficacy. With ``original``: rf_jsd.
+    Always: acc_forget, acc_retain, acc_unseen, acc_test, mia, mia_efficacy. With ``original``: rf_jsd, whose
+    reference class means are the original model's on the test split, as in the LoTUS paper and its code
+    (``log_js_proxy``); D_u stays free for choosing hyperparameters (``obliviate tune`` computes its own RF-JSD on D_u).
     With ``gold``: jsd and avg_gap.
     """
     loop = loop or Loop(progress=False)
@@ -78,7 +80,7 @@ def evaluate(model: nn.Module, task: Task, original: Optional[nn.Module] = None,
     scores = basic_scores(model, task, cache)
     if original is not None:
         scores["rf_jsd"] = M.rf_jsd(cache.probs(model, "forget"), task.labels("forget"),
-                                    cache.probs(original, "unseen"), task.labels("unseen"))
+                                    cache.probs(original, "test"), task.labels("test"))
     if gold is not None:
         gold_scores = basic_scores(gold, task, cache)
         scores["jsd"] = M.jsd(cache.probs(model, "forget"), cache.probs(gold, "forget"))

@@ -60,8 +60,9 @@ def jsd(unlearned_forget_probs, gold_forget_probs) -> float:
 
 def rf_jsd(unlearned_forget_probs, forget_labels, original_unseen_probs, unseen_labels) -> float:
     """RF-JSD (LoTUS, Eq. 13): mean over classes c in D_f of JS(P_c || Q_c), where P_c is the L1-normalised mean softmax of
-    the unlearned model on D_f samples of class c and Q_c that of the original model on unseen samples of class c.
-    Needs no gold model; 0 is the optimum. Classes without unseen samples are skipped."""
+    the unlearned model on D_f samples of class c and Q_c that of the original model on held-out samples of class c
+    (the paper uses the test split; ``evaluate`` does). Needs no gold model; 0 is the optimum. Classes without
+    held-out samples are skipped."""
     pf, pu = _np(unlearned_forget_probs), _np(original_unseen_probs)
     fl, ul = np.asarray(forget_labels), np.asarray(unseen_labels)
     values = []

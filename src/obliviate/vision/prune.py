@@ -1,7 +1,8 @@
 """Prune first, then unlearn (Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023,
 arXiv 2304.04934).
 
-Global unstructured L1-magnitude pruning of every conv and linear weight through ``torch.nn.utils.prune``: the module
+Global unstructured L1-magnitude pruning of every convolution weight through ``torch.nn.utils.prune`` (convolutions
+only, as in the reference code's ``pruning_model``: linear layers and the classifier head stay dense): the module
 keeps ``weight_orig`` (a parameter) and ``weight_mask`` (a buffer), and a forward pre-hook recomputes
 ``weight = weight_orig * weight_mask`` before every forward, so any unlearning method that trains the pruned model keeps
 the mask in force (masked weights stay exactly zero whatever happens to ``weight_orig``).
@@ -30,12 +31,12 @@ from ..loop import Loop
 from ..store import ModelCache, load_checkpoint
 from ..task import Task
 
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d)  # convolutions only (the reference prunes nn.Conv2d)
 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """How the sparse original is made: target ``sparsity`` of conv/linear weights, ``rounds`` (1 = OMP, more = IMP),
+    """How the sparse original is made: target ``sparsity`` of convolution weights, ``rounds`` (1 = OMP, more = IMP),
     and ``rewind_epoch`` (None: 8/182 of the recipe's epochs, the reference code's rewind point, at least 1)."""
     sparsity: float
     rounds: int = 1
@@ -60,7 +61,7 @@ class PruneConfig:
 
 
 def prunable(model: nn.Module) -> List[Tuple[nn.Module, str]]:
-    """(module, "weight") for every conv and linear layer: the weights that the paper prunes."""
+    """(module, "weight") for every convolution: the weights that the reference code prunes."""
     return [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]
 
 
@@ -93,18 +94,17 @@ def _track(model: nn.Module) -> nn.Module:
 
 
 def prune_global(model: nn.Module, amount: float) -> nn.Module:
-    """Prune ``amount`` of the still-unpruned conv/linear weights, globally by |weight| (L1), in place."""
+    """Prune ``amount`` of the still-unpruned convolution weights, globally by |weight| (L1), in place."""
     params = prunable(model)
     if not params:
-        raise ObliviateError(f"{type(model).__name__} has no conv or linear layer to prune")
+        raise ObliviateError(f"{type(model).__name__} has no convolution to prune")
     torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=float(amount))
     return _track(model)
 
 
 def masks(model: nn.Module) -> Dict[str, torch.Tensor]:
     """{module name: mask} of a pruned model (copies, on the CPU)."""
-    return {n: m.weight_mask.detach().cpu().clone() for n, m in model.named_modules()
-            if isinstance(m, PRUNABLE) and hasattr(m, "weight_mask")}
+    return {n: m.weight_mask.detach().cpu().clone() for n, m in model.named_modules() if hasattr(m, "weight_mask")}
 
 
 def apply_masks(model: nn.Module, mask_by_name: Dict[str, torch.Tensor]) -> nn.Module:
@@ -121,8 +121,20 @@ def apply_masks(model: nn.Module, mask_by_name: Dict[str, torch.Tensor]) -> nn.M
     return _track(model)
 
 
+def mask_layer(module: nn.Module, mask: torch.Tensor) -> nn.Module:
+    """Put ``mask`` in force on one layer's weight (any layer, e.g. a resized head), in place."""
+    if torch_prune.is_pruned(module):
+        torch_prune.remove(module, "weight")
+    torch_prune.custom_from_mask(module, "weight", mask.to(module.weight.device))
+    if _detach_after_forward not in module._forward_hooks.values():
+        module.register_forward_hook(_detach_after_forward)
+    with torch.no_grad():
+        module.weight = module.weight_orig * module.weight_mask
+    return module
+
+
 def sparsity(model: nn.Module) -> float:
-    """Fraction of exactly-zero effective weights over all conv and linear layers."""
+    """Fraction of exactly-zero effective weights over all convolutions (the pruned layers)."""
     refresh(model)
     zeros = total = 0
     for m, name in prunable(model):

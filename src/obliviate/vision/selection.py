@@ -10,9 +10,13 @@ first-order step w <- w - w_lr (l + 2 gamma w) and projects back onto {0 <= w <=
 shift mu of w = clip(a - mu, 0, 1)). At the end the top-m weights are the worst-case forget set.
 
 Defaults (paper): 10 selection epochs, 10 unroll epochs, theta_lr 0.01, w_lr 0.01, gamma 0.
+As in the reference code (OPTML-Group/Unlearn-WorstCase), where the paper is silent: w starts as a random binary
+m-subset (seeded), the lower level sums the weighted per-sample losses over each minibatch, and the l1-sparse lower
+level adds ``l1_t * ||theta||_1`` with l1 = 1e-3 decaying linearly to zero over the unroll epochs.
 Choices of this implementation: the lower level's signSGD runs through the shared training loop over shuffled
 minibatches (seeded per selection epoch); the upper-level gradient is first order (it ignores the implicit dependence
-of theta on w); ties in the final top-m go to the lower index.
+of theta on w); per-sample upper-level losses are computed in eval mode (the reference uses train mode); ties in the
+final top-m go to the lower index.
 
 ``worst-case:F`` is a forget spec: the selection runs on the original model trained with the preset recipe (the same
 cached model the benchmark uses) and is cached on disk keyed by everything that determines it.
@@ -74,13 +78,14 @@ def _l1(model):
     return sum(p.abs().sum() for p in model.parameters())
 
 
-# Lower-level unlearning objectives with per-sample forget weights w (a batch mean of weighted per-sample losses).
+# Lower-level unlearning objectives with per-sample forget weights w (a batch sum of weighted per-sample losses, as
+# in the reference code); ``l1`` is the current (decayed) l1 weight.
 LOWER_LEVEL = {
-    "finetune": lambda model, losses, w, sel: ((1 - w) * losses).mean(),
-    "l1-sparse": lambda model, losses, w, sel: ((1 - w) * losses).mean() + sel.l1 * _l1(model),
-    "neggrad": lambda model, losses, w, sel: -(w * losses).mean(),
-    "neggrad+": lambda model, losses, w, sel: (sel.beta * ((1 - w) * losses).mean()
-                                              - (1 - sel.beta) * (w * losses).mean()),
+    "finetune": lambda model, losses, w, sel, l1: ((1 - w) * losses).sum(),
+    "l1-sparse": lambda model, losses, w, sel, l1: ((1 - w) * losses).sum() + l1 * _l1(model),
+    "neggrad": lambda model, losses, w, sel, l1: -(w * losses).sum(),
+    "neggrad+": lambda model, losses, w, sel, l1: (sel.beta * ((1 - w) * losses).sum()
+                                                  - (1 - sel.beta) * (w * losses).sum()),
 }
 
 
@@ -93,8 +98,9 @@ class WorstCaseSelector:
         method: lower-level unlearning objective: finetune (paper default), l1-sparse, neggrad, neggrad+.
         epochs: selection epochs (10). unroll_epochs: signSGD epochs per selection epoch (10).
         theta_lr: signSGD step (0.01). w_lr: upper-level step (0.01). gamma: l2 weight on w (0).
-        l1: l1 weight of the l1-sparse lower level (1e-4). beta: retain weight of neggrad+ (0.95).
-        batch_size: lower-level minibatch (256). seed: data order of the unrolls.
+        l1: initial l1 weight of the l1-sparse lower level, decaying linearly to 0 over the unroll (1e-3, the
+        reference's). beta: retain weight of neggrad+ (0.95). batch_size: lower-level minibatch (256).
+        seed: the random binary start of w and the data order of the unrolls.
     """
 
     size: float = 0.1
@@ -105,7 +111,7 @@ class WorstCaseSelector:
     theta_lr: float = 0.01
     w_lr: float = 0.01
     gamma: float = 0.0
-    l1: float = 1e-4
+    l1: float = 1e-3
     beta: float = 0.95
     batch_size: int = 256
     seed: int = 0
@@ -135,7 +141,7 @@ class WorstCaseSelector:
         units = labels if self.classwise else np.arange(len(labels))  # which weight each sample reads
         n = task.num_classes if self.classwise else len(labels)
         m = self.count(n)
-        w = np.full(n, m / n)
+        w = self.initial_weights(n, m)
         labels_t = torch.as_tensor(labels)
         self.history_ = []
         for epoch in tqdm(range(self.epochs), desc="worst-case selection", disable=not loop.progress, leave=False):
@@ -148,6 +154,16 @@ class WorstCaseSelector:
         top = np.argsort(-w, kind="stable")[:m]
         return np.flatnonzero(np.isin(labels, top)) if self.classwise else np.sort(top)
 
+    def initial_weights(self, n: int, m: int) -> np.ndarray:
+        """A random binary m-subset of the n units (seeded), the reference code's start."""
+        w = np.zeros(n)
+        w[np.random.default_rng(self.seed).choice(n, size=m, replace=False)] = 1.0
+        return w
+
+    def l1_at(self, unroll_epoch: int) -> float:
+        """The l1 weight in unroll epoch t: l1 * (1 - t / unroll_epochs)."""
+        return self.l1 * (1.0 - unroll_epoch / self.unroll_epochs)
+
     def _unlearned_losses(self, original, task, sample_w, labels_t, loop, epoch) -> np.ndarray:
         """Reload theta_o, unroll signSGD on the weighted lower level, return per-sample losses l_i(theta(w))."""
         model = copy.deepcopy(original)
@@ -155,13 +171,17 @@ class WorstCaseSelector:
         data = Tagged(task.train, np.arange(len(sample_w)), sample_w)
         loader = loop.loader(data, self.batch_size, shuffle=True, seed=self.seed + epoch)
         objective = LOWER_LEVEL[self.method]
+        state = {"l1": self.l1}
+
+        def before_epoch(t):
+            state["l1"] = self.l1_at(t)
 
         def loss_fn(net, batch):
             x, y, wb = batch
-            return objective(net, F.cross_entropy(net(x), y, reduction="none"), wb, self)
+            return objective(net, F.cross_entropy(net(x), y, reduction="none"), wb, self, state["l1"])
 
         model = loop.fit(model, SignSGD(model.parameters(), self.theta_lr), loader, loss_fn, self.unroll_epochs,
-                         desc=f"selection epoch {epoch}")
+                         desc=f"selection epoch {epoch}", before_epoch=before_epoch)
         logits = loop.predict(model, task.train_eval)
         return F.cross_entropy(logits, labels_t, reduction="none").numpy().astype(np.float64)
 

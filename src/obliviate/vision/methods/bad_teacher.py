@@ -14,12 +14,28 @@ from .base import Method, frozen_copy, optimizer_for, random_subset, register_me
 
 
 def randomly_initialised(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every submodule that can re-initialise itself freshly initialised."""
+    """A copy of ``model`` with every parameter freshly initialised.
+
+    Modules re-initialise themselves (``reset_parameters``; ``nn.MultiheadAttention``'s in-projection through
+    ``_reset_parameters``). On a pruned layer the reset writes the derived ``weight``; it is copied into ``weight_orig``
+    so that the pruning hook does not rebuild the trained weights (the mask stays). Parameters that no module resets
+    (a ViT's class token and position embedding) are drawn from a truncated normal with std 0.02.
+    """
     fresh = copy.deepcopy(model)
-    for module in fresh.modules():
-        if callable(getattr(module, "reset_parameters", None)):
-            module.reset_parameters()
-    return fresh
+    trained = {name: p.detach().clone() for name, p in fresh.named_parameters()}
+    with torch.no_grad():
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+            if callable(reset):
+                reset()
+            for name, _ in list(module.named_parameters(recurse=False)):
+                if name.endswith("_orig") and hasattr(module, name[:-5] + "_mask"):
+                    getattr(module, name).copy_(getattr(module, name[:-5]))
+        for name, p in fresh.named_parameters():
+            if torch.equal(p, trained[name]):
+                nn.init.trunc_normal_(p, std=0.02)
+    from ..prune import refresh
+    return refresh(fresh)
 
 
 @register_method
@@ -35,6 +51,9 @@ class BadTeacher(Method):
 
     Hyperparameters (CIFAR-10 / ResNet-18 defaults): temperature=1.0, epochs=1, lr=1e-4 (Adam), batch_size=256,
     retain_fraction=0.3, seed=0 (retain subset, shuffling, teacher initialisation).
+
+    The incompetent teacher is the same architecture with every parameter re-drawn (see ``randomly_initialised``),
+    also on ViTs (class token, position embedding, attention projections) and on pruned models (same mask).
 
     Example:
         >>> unlearned = BadTeacher().unlearn(copy.deepcopy(original), task, Loop())
@@ -66,6 +85,11 @@ class BadTeacher(Method):
             bad = F.softmax(incompetent(x).float() / self.temperature, dim=1)
         return torch.where(is_forget.bool().unsqueeze(1), bad, good)
 
+    def loss(self, student_logits, target):
+        """KL(target || softmax(student / t)), averaged over the batch."""
+        log_p = F.log_softmax(student_logits.float() / self.temperature, dim=1)
+        return F.kl_div(log_p, target, reduction="batchmean")
+
     def unlearn(self, model, task, loop):
         competent, incompetent = self.teachers(model, task, loop)
         retain_idx = random_subset(task.retain_idx, self.retain_fraction, self.seed + task.seed)
@@ -75,9 +99,7 @@ class BadTeacher(Method):
 
         def loss(student, batch):
             x, _, is_forget = batch
-            target = self.targets(competent, incompetent, x, is_forget)
-            log_p = F.log_softmax(student(x).float() / self.temperature, dim=1)
-            return F.kl_div(log_p, target, reduction="batchmean")
+            return self.loss(student(x), self.targets(competent, incompetent, x, is_forget))
 
         optimizer = optimizer_for(model.parameters(), "adam", self.lr)
         return loop.fit(model, optimizer, loader, loss, self.epochs, desc="bad-teacher")

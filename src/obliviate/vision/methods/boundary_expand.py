@@ -27,13 +27,20 @@ def output_layer(model: nn.Module, num_classes: int):
 
 @torch.no_grad()
 def resized(layer: nn.Linear, out_features: int) -> nn.Linear:
-    """A copy of ``layer`` with ``out_features`` outputs: shared rows copied, extra rows freshly initialised."""
+    """A copy of ``layer`` with ``out_features`` outputs: shared rows copied, extra rows freshly initialised.
+    A pruned layer stays pruned: the shared rows keep their mask, extra rows are dense."""
     new = nn.Linear(layer.in_features, out_features, bias=layer.bias is not None, device=layer.weight.device,
                     dtype=layer.weight.dtype)
     k = min(out_features, layer.out_features)
     new.weight[:k] = layer.weight[:k]
     if layer.bias is not None:
         new.bias[:k] = layer.bias[:k]
+    mask = getattr(layer, "weight_mask", None)
+    if mask is not None:
+        from ..prune import mask_layer
+        full = torch.ones_like(new.weight)
+        full[:k] = mask[:k]
+        mask_layer(new, full)
     return new
 
 
@@ -50,7 +57,8 @@ class BoundaryExpand(Method):
 
     Hyperparameters (CIFAR-10 / ResNet-18 defaults): epochs=10, lr=1e-5 (SGD), momentum=0.9, batch_size=64, seed=0.
 
-    Needs the output layer to be an ``nn.Linear`` with K outputs (the last such layer is used).
+    Needs the output layer to be an ``nn.Linear`` with K outputs (the last such layer is used). On a pruned model
+    the output layer keeps its pruning mask through the expansion and the pruning of the shadow neuron.
 
     Example:
         >>> unlearned = BoundaryExpand().unlearn(copy.deepcopy(original), task, Loop())

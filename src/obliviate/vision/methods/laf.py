@@ -8,29 +8,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ...errors import ObliviateError
+from ...loop import check_finite
 from ..models import split_model
-from .base import Method, frozen_copy, optimizer_for, random_subset, register_method
+from .base import Method, frozen_copy, optimizer_for, register_method
 
 
 class RepresentationVAE(nn.Module):
-    """A small VAE on representations: MLP dim -> 256 -> 128 -> (mu, log sigma^2) of 32, decoder back with a sigmoid.
+    """A small VAE on representations, as in the reference code: encoder dim -> 128 -> 32 -> (mu, log sigma^2) of
+    ``latent``, decoder latent -> 32 -> 128 -> dim with a sigmoid.
 
     Inputs are min-max scaled per dimension with the fixed range of the original representations (buffers ``lo``,
-    ``hi``) so that the sigmoid decoder can reach them.
+    ``span``) so that the sigmoid decoder can reach them.
     """
 
-    def __init__(self, lo: torch.Tensor, hi: torch.Tensor, latent: int = 32):
+    def __init__(self, lo: torch.Tensor, hi: torch.Tensor, latent: int = 8):
         super().__init__()
         dim = lo.numel()
         self.register_buffer("lo", lo.clone())
         self.register_buffer("span", (hi - lo).clamp_min(1e-6))
-        self.encoder = nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU())
-        self.mu, self.logvar = nn.Linear(128, latent), nn.Linear(128, latent)
-        self.decoder = nn.Sequential(nn.Linear(latent, 128), nn.ReLU(), nn.Linear(128, 256), nn.ReLU(),
-                                     nn.Linear(256, dim), nn.Sigmoid())
+        self.encoder = nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU())
+        self.mu, self.logvar = nn.Linear(32, latent), nn.Linear(32, latent)
+        self.decoder = nn.Sequential(nn.Linear(latent, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(),
+                                     nn.Linear(128, dim), nn.Sigmoid())
 
     def scale(self, z: torch.Tensor) -> torch.Tensor:
         return (z.flatten(1) - self.lo) / self.span
@@ -42,60 +44,62 @@ class RepresentationVAE(nn.Module):
         return self.decoder(latent), mu, logvar
 
     def error(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-sample reconstruction error (mean squared, at the posterior mean) of raw representations ``z``."""
+        """Per-sample reconstruction error of raw representations ``z``: squared error summed over dimensions, at
+        the posterior mean."""
         u = self.scale(z)
         h = self.encoder(u)
-        return ((self.decoder(self.mu(h)) - u) ** 2).mean(dim=1)
+        return ((self.decoder(self.mu(h)) - u) ** 2).sum(dim=1)
 
 
 def vae_loss(vae: RepresentationVAE, u: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    """Reconstruction error summed over dimensions plus ``kl_weight`` times the KL to N(0, I), both averaged over the
+    batch (the reference's scaling: a per-dimension mean would make the KL term ``dim`` times stronger)."""
     recon, mu, logvar = vae(u)
     kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(dim=1).mean()
-    return F.mse_loss(recon, u) + kl_weight * kl
+    return ((recon - u) ** 2).sum(dim=1).mean() + kl_weight * kl
 
 
-def extractor_unlearning_loss(error: torch.Tensor, is_forget: torch.Tensor) -> torch.Tensor:
-    """L_UE = mean_{D_r} exp(e / (e + 1)) - mean_{D_f} exp(e / (e + 1)), e the reconstruction error under the VAE of
+def active_dimensions(vae: RepresentationVAE, u: torch.Tensor, threshold: float = 0.01) -> int:
+    """How many latent dimensions the encoder uses: Var_x(mu_j(x)) above ``threshold`` (collapsed ones sit at 0)."""
+    with torch.no_grad():
+        mu = vae.mu(vae.encoder(u))
+    return int((mu.var(dim=0) > threshold).sum())
+
+
+def extractor_unlearning_loss(error_retain: torch.Tensor, error_forget: torch.Tensor) -> torch.Tensor:
+    """L_UE = sum_{D_r} exp(e / (e + 1)) - sum_{D_f} exp(e / (e + 1)), e the reconstruction error under the VAE of
     the sample's own set: remaining representations stay where VAE_r expects them, forget ones leave VAE_f's manifold."""
-    s = torch.exp(error / (error + 1))
-    return _masked_mean(s, ~is_forget) - _masked_mean(s, is_forget)
+    s = lambda e: torch.exp(e / (e + 1)).sum()
+    return s(error_retain) - s(error_forget)
 
 
-def alignment_loss(z: torch.Tensor, z_original: torch.Tensor, is_forget: torch.Tensor, tau: float) -> torch.Tensor:
-    """L_RA = -log(sum_{D_r} exp(-c / tau) / sum_{D_r + D_f} exp(-c / tau)), c = 1 - cos(z, z_original): remaining
-    embeddings are pulled to the original model's, forget embeddings pushed away from theirs."""
-    retain = ~is_forget
-    if not retain.any():
-        return z.sum() * 0.0  # no positive pair in this batch: nothing to align
-    logits = -(1 - F.cosine_similarity(z.flatten(1), z_original.flatten(1), dim=1)) / tau
-    return torch.logsumexp(logits, 0) - torch.logsumexp(logits[retain], 0)
+def alignment_loss(z_retain, z_retain_original, z_forget, z_forget_original, tau: float) -> torch.Tensor:
+    """L_RA = sum_{x in D_r} [c(x) - log sum_{x' in D_f} exp(c(x') / tau)], c = 1 - cos(z, z_original): remaining
+    embeddings are pulled onto the original model's, forget embeddings pushed away from theirs."""
+    c = lambda z, z0: 1 - F.cosine_similarity(z.flatten(1), z0.flatten(1), dim=1)
+    return (c(z_retain, z_retain_original) - torch.logsumexp(c(z_forget, z_forget_original) / tau, 0)).sum()
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum().clamp_min(1)
+class _ForgetWithRetain(Dataset):
+    """Item i is (x_f, x_r): forget input i with a remaining input drawn at random, redrawn by ``reshuffle`` (every
+    epoch), like the reference code's zip of a forget loader and a shuffled remaining loader. Inputs only."""
 
+    def __init__(self, forget: Dataset, retain: Dataset, rng: np.random.Generator):
+        self.forget, self.retain, self.rng = forget, retain, rng
+        self.reshuffle()
 
-class _Marked(Dataset):
-    """(x, is_forget) from a label-free forget view and a label-free retain view; never reads a label."""
-
-    def __init__(self, forget: Dataset, retain: Dataset):
-        self.parts, self.n_forget = (forget, retain), len(forget)
+    def reshuffle(self):
+        n_f, n_r = len(self.forget), len(self.retain)
+        self.partner = self.rng.choice(n_r, size=n_f, replace=n_r < n_f)
 
     def __len__(self):
-        return self.n_forget + len(self.parts[1])
+        return len(self.forget)
 
     def __getitem__(self, i):
-        forget = i < self.n_forget
-        return self.parts[0 if forget else 1][i if forget else i - self.n_forget][0], torch.tensor(forget)
+        return self.__getitems__([i])
 
     def __getitems__(self, idx):
-        idx = np.asarray(idx)
-        xs, flags = [], []
-        for part, sel, offset, flag in ((0, idx < self.n_forget, 0, True), (1, idx >= self.n_forget, self.n_forget, False)):
-            if sel.any():
-                xs.append(_inputs(self.parts[part], (idx[sel] - offset).tolist()))
-                flags.append(torch.full((int(sel.sum()),), flag))
-        return torch.cat(xs), torch.cat(flags)
+        return _inputs(self.forget, list(idx)), _inputs(self.retain, self.partner[np.asarray(idx)].tolist())
 
 
 def _inputs(ds: Dataset, idx) -> torch.Tensor:
@@ -113,21 +117,24 @@ class LAF(Method):
 
     The model is an extractor g and a head h (built-in models: ``features`` and ``head``; other models: name the two
     submodules with ``extractor``/``head`` or pass ``split(model) -> (extractor, head)``).
-    Stage 0: two VAEs on the original representations, VAE_r on D_r and VAE_f on D_f (loss MSE + kl_weight * KL).
-    Then, over minibatches that mix D_f and as many D_r samples, the two stages alternate batch by batch:
-    extractor unlearning (``extractor_unlearning_loss``: keep D_r representations reconstructable by VAE_r, drive D_f
-    representations off VAE_f) and representation alignment (``alignment_loss``: contrastive, pulls D_r embeddings to
-    the original's and pushes D_f embeddings away, c = 1 - cos(z, z_orig), temperature ``tau``). The head is untouched;
-    ``laf+r`` adds a labelled repair of the head on D_r.
+    Stage 0: two VAEs on the original representations, VAE_r on the whole training set and VAE_f on D_f (loss:
+    squared reconstruction error summed over dimensions + kl_weight * KL, averaged over the batch).
+    Then, every step, on a batch of ``batch_size`` forget samples and as many remaining samples (redrawn every epoch),
+    both stages run one after the other, each with its own Adam optimiser: extractor unlearning
+    (``extractor_unlearning_loss``, learning rate ``lr_ue``: keep D_r representations reconstructable by VAE_r, drive
+    D_f representations off VAE_f) and representation alignment (``alignment_loss``, learning rate ``lr_ra``: pull
+    D_r embeddings onto the original's and push D_f embeddings away, c = 1 - cos(z, z_orig), temperature ``tau``).
+    The head is untouched; ``laf+r`` adds a labelled repair of the head on D_r.
 
-    Hyperparameters. From the paper: the VAEs (MLP 256 -> 128 -> latent 32, sigmoid decoder), kl_weight=0.025,
-    vae_lr=1e-3 (Adam), vae_epochs=10, tau=10 (the paper's range is 5-20). Ours, where the paper's settings are per
-    dataset: epochs=10, lr=1e-4 (Adam, the extractor), batch_size=64, retain_per_forget=1.0 (D_r samples drawn once
-    per forget sample, so both sets weigh alike in every batch), seed=0.
+    Hyperparameters (the reference code's CNN settings for MNIST, ``hyperparameter.md``): latent=8, epochs=20,
+    lr_ue=5e-5, lr_ra=1e-4, tau=5.0 (random-data unlearning; 20 for class unlearning, set by the class presets),
+    batch_size=32 (forget) + 32 (remaining); VAEs: vae_epochs=10, vae_lr=1e-3 (Adam), kl_weight=0.025,
+    vae_batch_size=32; seed=0. (ResNet settings: latent 16, 40 epochs, lr_ue 1e-5, lr_ra 4e-5 / 5e-5, tau 20 / 5.)
 
-    Where this may differ from the reference code (ShaofeiShen768/LAF): representations are min-max scaled with the
-    original range before the sigmoid VAEs (features after a ReLU are not bounded by 1); both stages share one Adam
-    optimiser and learning rate; the stages alternate over successive minibatches, each batch serving one stage.
+    Deliberate departures from the reference code (ShaofeiShen768/LAF): representations are min-max scaled with the
+    original range before the sigmoid VAEs (features after a ReLU are not bounded by 1; the reference's fc1
+    embeddings are not either); reconstruction errors during unlearning are taken at the posterior mean (the
+    reference samples z), so the loss is deterministic given the batch.
 
     Example:
         >>> unlearned = LAF().unlearn(copy.deepcopy(original), task.without_labels(), Loop())
@@ -140,13 +147,14 @@ class LAF(Method):
 
     vae_epochs: int = 10
     vae_lr: float = 1e-3
+    vae_batch_size: int = 32
     kl_weight: float = 0.025
-    latent: int = 32
-    epochs: int = 10
-    lr: float = 1e-4
-    tau: float = 10.0
-    batch_size: int = 64
-    retain_per_forget: float = 1.0
+    latent: int = 8
+    epochs: int = 20
+    lr_ue: float = 5e-5
+    lr_ra: float = 1e-4
+    tau: float = 5.0
+    batch_size: int = 32
     extractor: Optional[str] = None
     head: Optional[str] = None
     split: Optional[Callable[[nn.Module], Tuple[nn.Module, nn.Module]]] = None
@@ -159,8 +167,8 @@ class LAF(Method):
         if self.split is not None and not callable(self.split):
             raise ObliviateError(f"{self.name}: split must be a callable model -> (extractor, head); to name "
                                  f"submodules use extractor=NAME and head=NAME")
-        if self.tau <= 0 or self.retain_per_forget <= 0:
-            raise ObliviateError(f"{self.name}: tau and retain_per_forget must be positive")
+        if self.tau <= 0 or self.latent < 1:
+            raise ObliviateError(f"{self.name}: tau must be positive and latent at least 1")
 
     def params(self) -> dict:
         d = asdict(self)
@@ -182,7 +190,7 @@ class LAF(Method):
     def fit_vae(self, reps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, loop, tag: str) -> RepresentationVAE:
         vae = RepresentationVAE(lo, hi, self.latent)
         data = TensorDataset(vae.scale(reps))
-        loader = loop.loader(data, self.batch_size, shuffle=True, seed=self.seed)
+        loader = loop.loader(data, self.vae_batch_size, shuffle=True, seed=self.seed)
         opt = optimizer_for(vae.parameters(), "adam", self.vae_lr)
         vae = loop.fit(vae, opt, loader, lambda m, b: vae_loss(m, b[0], self.kl_weight), self.vae_epochs, desc=tag)
         for p in vae.parameters():
@@ -194,35 +202,44 @@ class LAF(Method):
         forget, retain = task.train_split("forget"), task.train_split("retain")
         reps_f = loop.predict(extractor, task.forget).flatten(1)
         reps_r = loop.predict(extractor, task.retain).flatten(1)
-        both = torch.cat([reps_f, reps_r])
+        both = torch.cat([reps_f, reps_r])  # the whole training set
         lo, hi = both.min(0).values, both.max(0).values
         loop.seed(self.seed + task.seed)
-        vae_r = self.fit_vae(reps_r, lo, hi, loop, "laf: VAE (remaining)")
-        vae_f = self.fit_vae(reps_f, lo, hi, loop, "laf: VAE (forget)")
+        self.vae_r_ = self.fit_vae(both, lo, hi, loop, "laf: VAE (training set)")
+        self.vae_f_ = self.fit_vae(reps_f, lo, hi, loop, "laf: VAE (forget)")
+        vae_r, vae_f = loop.place(self.vae_r_), loop.place(self.vae_f_)
         original = frozen_copy(extractor, loop)
-        k = min(len(retain), max(1, int(round(self.retain_per_forget * len(forget)))))
-        picked = random_subset(np.arange(len(retain)), k / len(retain), self.seed + task.seed)
-        loader = loop.loader(_Marked(forget, Subset(retain, picked)), self.batch_size, shuffle=True,
-                             seed=self.seed + task.seed)
-        opt = optimizer_for(extractor.parameters(), "adam", self.lr)
-        state = {"step": 0}
-        self.history_ = []  # (stage, loss) per step
+        pairs = _ForgetWithRetain(forget, retain, np.random.default_rng(self.seed + task.seed))
+        loader = loop.loader(pairs, self.batch_size, shuffle=True, seed=self.seed + task.seed)
+        opt_ue = optimizer_for(extractor.parameters(), "adam", self.lr_ue)
+        opt_ra = optimizer_for(extractor.parameters(), "adam", self.lr_ra)
+        self.history_ = []  # (stage, loss) per stage and step
+        batch_of = {}
 
-        def loss_fn(net, batch):
-            x, is_forget = batch[0], batch[1].bool()
-            z = net(x).flatten(1)
-            if state["step"] % 2 == 0:
-                stage, error = "unlearn", torch.where(is_forget, vae_f.error(z), vae_r.error(z))
-                loss = extractor_unlearning_loss(error, is_forget)
-            else:
-                with torch.no_grad():
-                    z0 = original(x).flatten(1)
-                stage, loss = "align", alignment_loss(z, z0, is_forget, self.tau)
-            state["step"] += 1
-            self.history_.append((stage, float(loss.detach())))
+        def before_epoch(epoch):
+            if epoch > 0:
+                pairs.reshuffle()
+
+        def unlearn_step(net, batch):  # stage 1, stepped by the loop with opt_ue
+            x_f, x_r = batch
+            batch_of["x"] = batch
+            loss = extractor_unlearning_loss(vae_r.error(net(x_r).flatten(1)), vae_f.error(net(x_f).flatten(1)))
+            self.history_.append(("unlearn", float(loss.detach())))
             return loss
 
-        loop.fit(extractor, opt, loader, loss_fn, self.epochs, desc="laf")
+        def align_step(net):  # stage 2 on the same batch, after stage 1's step, with opt_ra
+            x_f, x_r = batch_of["x"]
+            with torch.no_grad():
+                z0_f, z0_r = original(x_f), original(x_r)
+            loss = alignment_loss(net(x_r), z0_r, net(x_f), z0_f, self.tau)
+            check_finite(loss, "laf: alignment", 0, len(self.history_))
+            opt_ra.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ra.step()
+            self.history_.append(("align", float(loss.detach())))
+
+        loop.fit(extractor, opt_ue, loader, unlearn_step, self.epochs, desc="laf", before_epoch=before_epoch,
+                 after_step=align_step)
         return model
 
 

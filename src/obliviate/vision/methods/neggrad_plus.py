@@ -45,8 +45,8 @@ class NegGradPlus(Method):
     ``loss = beta * CE(retain batch) - (1 - beta) * CE(forget batch)``, so the optimiser descends on D_r and truly
     ascends on D_f.
 
-    Hyperparameters (CIFAR-10 / ResNet-18 defaults): beta=0.95, epochs=10, lr=0.01 (SGD), momentum=0.9,
-    weight_decay=5e-4, batch_size=128, seed=0.
+    Hyperparameters (CIFAR-10 / ResNet-18 defaults): beta=0.95, epochs=10, lr=0.01, batch_size=128, seed=0; the
+    optimiser is plain SGD (momentum=0.0, weight_decay=0.0), as in the SCRUB reference code's ``negative_grad``.
 
     Differs from the LoTUS reference code, which negates the gradients before ``backward()`` and so performs plain
     descent on the forget loss; here the forget term enters the loss with a minus sign.
@@ -62,8 +62,8 @@ class NegGradPlus(Method):
     beta: float = 0.95
     epochs: int = 10
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = 0.0
+    weight_decay: float = 0.0
     batch_size: int = 128
     seed: int = 0
 

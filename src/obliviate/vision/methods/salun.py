@@ -19,15 +19,16 @@ class SalUn(RandomLabel):
     Classification and Generation", ICLR 2024, arXiv 2310.12508).
 
     Saliency mask ``m = 1`` on the top ``threshold`` fraction of ``|grad of -CE(D_f)|`` at the original weights,
-    ranked globally over all parameters; then Random Label (wrong labels on D_f, cross-entropy on D_r) updates only
-    the masked weights: ``theta_u = m * (theta_o + delta) + (1 - m) * theta_o``.
+    ranked globally over all parameters; then Random Label updates only the masked weights,
+    ``theta_u = m * (theta_o + delta) + (1 - m) * theta_o``: every epoch fresh random wrong labels for D_f, a pass over
+    the relabelled D_f, then a pass over D_r (the reference code's CIFAR-10 branch; see random-label).
 
     Hyperparameters (CIFAR-10 / ResNet-18 defaults): threshold=0.5, epochs=10, lr=0.013 (SGD), momentum=0.9,
     weight_decay=5e-4, batch_size=256, seed=0.
 
     Differs from the reference code, which multiplies gradients by the mask before an SGD step with weight decay, so
     unmasked weights still decay; here unmasked weights stay exactly at their original values, as in the paper's
-    formula. Random labels are always wrong (see random-label).
+    formula. Random labels are always wrong (see random-label); the reference draws them per batch over all classes.
 
     Example:
         >>> unlearned = SalUn(threshold=0.5).unlearn(copy.deepcopy(original), task, Loop())
