@@ -119,12 +119,14 @@ def typed_fields(cls, values: Optional[dict], what: str, noun: str = "setting") 
     if unknown:
         raise ObliviateError(f"{what} has no {noun} {unknown[0]!r}; its {noun}s are: "
                              f"{', '.join(sorted(fields)) or '(none)'}")
-    hints = _hints(cls)
+    defaults = {k: (f.default if f.default is not dataclasses.MISSING else None) for k, f in fields.items()}
+    return _convert_all(values, _hints(cls), {k: f.type for k, f in fields.items()}, defaults, what)
+
+
+def _convert_all(values: dict, hints: dict, annotations: dict, defaults: dict, what: str) -> dict:
     out = {}
     for k, v in values.items():
-        f = fields[k]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        out[k] = convert(v, hints.get(k, f.type), f"{what}.{k}", default)
+        out[k] = convert(v, hints.get(k, annotations[k]), f"{what}.{k}", defaults[k])
         check_range(k, out[k], f"{what}.{k}")
     return out
 
@@ -153,14 +155,8 @@ def typed_kwargs(fn: Callable, values: Optional[dict], what: str, skip=("data_ro
     if unknown:
         raise ObliviateError(f"{what} has no setting {unknown[0]!r}; its settings are: "
                              f"{', '.join(sorted(known)) or '(none)'}")
-    hints = _hints(fn)
-    out = {}
-    for k, v in values.items():
-        p = known[k]
-        default = None if p.default is inspect.Parameter.empty else p.default
-        out[k] = convert(v, hints.get(k, p.annotation), f"{what}.{k}", default)
-        check_range(k, out[k], f"{what}.{k}")
-    return out
+    defaults = {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in known.items()}
+    return _convert_all(values, _hints(fn), {k: p.annotation for k, p in known.items()}, defaults, what)
 
 
 def resolved_kwargs(fn: Callable, values: dict, skip=("data_root",), positional: int = 0) -> dict:

@@ -81,6 +81,13 @@ class Family(abc.ABC):
     def write_tables(self, store: RunStore, rows: List[dict]) -> None:
         """Draw tables (and reports) from rows only."""
 
+    def _settings(self) -> dict:
+        """What ``resolve()`` prepared for the family's own use (``self._resolved``), resolving on first call (e.g. in a
+        Ray worker that received the settings alone)."""
+        if not hasattr(self, "_resolved"):
+            self.resolve()
+        return self._resolved
+
     def label(self, common: dict) -> Tuple[str, str]:
         """(dataset, model) labels for run ids."""
         return str(common["dataset"]), str(common["model"])

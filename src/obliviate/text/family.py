@@ -109,11 +109,6 @@ class TextFamily(Family):
                 "evaluation": {"eval_limit": self.eval_limit, "collapse_threshold": self.collapse_threshold,
                                "eval_every_epoch": self.eval_every_epoch}}
 
-    def _settings(self) -> dict:
-        if not hasattr(self, "_resolved"):
-            self.resolve()
-        return self._resolved
-
     def expand_methods(self, names: List[str]) -> List[str]:
         from .methods import METHODS
         return METHODS.expand(names)

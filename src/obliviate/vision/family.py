@@ -71,11 +71,6 @@ class VisionFamily(Family):
                 "recipe": asdict(recipe), "train_size": self.train_size, "prune": prune,
                 "mixed_precision": self.mixed_precision}
 
-    def _settings(self) -> dict:
-        if not hasattr(self, "_resolved"):
-            self.resolve()
-        return self._resolved
-
     def expand_methods(self, names: List[str]) -> List[str]:
         from .methods import METHODS
         return METHODS.expand(names)
