@@ -357,3 +357,24 @@ def test_pruned_rows_form_their_own_group():
     groups = R.group_rows(dense + pruned)
     assert list(groups) == [SPEC, f"{SPEC}, pruned 0.95"]
     assert all(len(g["finetune"]) == 2 for g in groups.values())
+
+
+def test_table_names_the_preset_each_column_used():
+    rows = grid_rows()
+    for r in rows:
+        if r["method"] in ("a", "b"):
+            r["preset"] = {"a": "digits-cnn.yaml+digits-cnn-class.yaml", "b": "defaults"}[r["method"]]
+    table = R.build_table(SPEC, R.group_rows(rows)[SPEC], preferred=["a", "b", "c"])
+    last = R.table_markdown(table).splitlines()[-1]
+    assert last == "| preset | – | – | digits-cnn.yaml+digits-cnn-class.yaml | defaults | – |"
+    assert "<th>preset</th>" in R.table_html(table)
+    assert "preset" not in R.table_markdown(R.build_table(SPEC, R.group_rows(grid_rows())[SPEC]))  # none recorded
+
+
+def test_method_sources_names_the_files_that_set_a_method():
+    from obliviate.presets import method_sources
+    assert method_sources("digits", "cnn", "class", "lotus") == "digits-cnn-class.yaml"
+    assert method_sources("digits", "cnn", "random", "ssd") == "digits-cnn.yaml"
+    assert method_sources("digits", "cnn", "class", "ssd") == "digits-cnn.yaml+digits-cnn-class.yaml"
+    assert method_sources("nowhere", "cnn", None, "ssd", ["ssd.alpha=2"]) == "--set"
+    assert method_sources("nowhere", "cnn", None, "ssd") == "defaults"

@@ -65,6 +65,11 @@ class Family(abc.ABC):
     def method_params(self, method: str, forget: str) -> dict:
         """The method's full resolved hyperparameters for a forget spec (defaults filled in)."""
 
+    def method_source(self, method: str, forget: str) -> Optional[str]:
+        """Where the method's hyperparameters for this forget spec come from (e.g. preset file names), recorded in
+        each row as ``preset``; None when the family has no such notion."""
+        return None
+
     def expand_forgets(self, forget: str) -> List[str]:
         """A user's forget spec as the cell specs it stands for (a series may stand for several)."""
         return [forget]
@@ -350,6 +355,9 @@ def build_row(plan: Plan, cell: CellPlan, job: Job, opened: Cell, environment: d
            "forget": cell.forget, "seed": cell.seed, "method": job.role, "params": dict(job.params),
            "config_hash": config_hash(identity, HASH_LENGTH), "config": {"common": plan.common, "cell": cell.identity},
            "versions": versions(), **environment}
+    source = None if job.reference else plan.family.method_source(job.role, cell.forget)
+    if source is not None:
+        row["preset"] = source
     try:
         payload = (opened.reference(job.role, artifacts) if job.reference
                    else opened.run(job.role, dict(job.params), artifacts))

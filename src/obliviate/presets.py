@@ -40,6 +40,18 @@ def load_preset(dataset: str, model: str, forget_kind: str | None = None) -> dic
     return out
 
 
+def method_sources(dataset: str, model: str, forget_kind: str | None, method: str,
+                   overrides: Iterable[str] = ()) -> str:
+    """Which preset files set ``method``'s hyperparameters for (dataset, model, forget kind), most specific last, e.g.
+    ``digits-cnn.yaml+digits-cnn-class.yaml``; ``+--set`` when an override names the method; ``defaults`` when none
+    does (the method's own defaults)."""
+    names = ["default.yaml", f"{dataset}-{model}.yaml"] + ([f"{dataset}-{model}-{forget_kind}.yaml"] if forget_kind else [])
+    used = [n for n in names if method in ((_read(n).get("methods") or {}))]
+    if any(str(o).split(".", 1)[0] == method for o in overrides or ()):
+        used.append("--set")
+    return "+".join(used) if used else "defaults"
+
+
 def apply_overrides(preset: dict, overrides: Iterable[str], sections=("dataset", "model", "recipe"),
                     example: str = "lotus.alpha=4 or recipe.epochs=30") -> dict:
     """Apply ``key.sub=value`` strings; a first key that is not one of ``sections`` names a method."""

@@ -16,7 +16,7 @@ import html
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -175,6 +175,7 @@ class Table:
     headers: List[str]
     cells: Dict[str, Dict[str, Tuple[str, int]]]
     seeds: List[int]
+    presets: Dict[str, str] = field(default_factory=dict)   # method -> preset files its rows recorded
 
 
 def build_table(spec: str, by_method: Dict[str, List[dict]], preferred: Optional[List[str]] = None) -> Table:
@@ -189,7 +190,8 @@ def build_table(spec: str, by_method: Dict[str, List[dict]], preferred: Optional
                       for m in columns}
     first = next(iter(by_method.values()))[0]
     title = f"{first['dataset']} / {first['model']} / forget {spec} (seeds {', '.join(map(str, seeds))})"
-    return Table(spec, title, columns, headers, cells, seeds)
+    presets = {m: ", ".join(sorted({r["preset"] for r in by_method[m] if r.get("preset")})) for m in columns}
+    return Table(spec, title, columns, headers, cells, seeds, presets)
 
 
 def _row_label(key: str) -> str:
@@ -201,6 +203,8 @@ def table_markdown(table: Table) -> str:
     for key in TABLE_METRICS:
         cells = [emphasis_md(*table.cells[key][m]) for m in table.columns]
         lines.append(f"| {_row_label(key)} | " + " | ".join(cells) + " |")
+    if any(table.presets.values()):
+        lines.append("| preset | " + " | ".join(table.presets.get(m) or "–" for m in table.columns) + " |")
     return "\n".join(lines)
 
 
@@ -214,6 +218,9 @@ def table_html(table: Table) -> str:
                    for m, h in zip(table.columns, table.headers))
     body = "".join(f"<tr><th>{html.escape(_row_label(k))}</th>"
                    + "".join(cell(*table.cells[k][m]) for m in table.columns) + "</tr>" for k in TABLE_METRICS)
+    if any(table.presets.values()):
+        body += "<tr><th>preset</th>" + "".join(f"<td>{html.escape(table.presets.get(m) or '–')}</td>"
+                                               for m in table.columns) + "</tr>"
     return f'<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 

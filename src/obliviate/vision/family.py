@@ -79,6 +79,10 @@ class VisionFamily(Family):
         from .methods import create
         return create(method, **self.preset(forget)["methods"].get(method, {})).params()
 
+    def method_source(self, method: str, forget: str) -> str:
+        from ..presets import method_sources
+        return method_sources(self.dataset, self.model, ForgetSpec.parse(forget).kind, method, self.overrides)
+
     # ------------------------------------------------------------------------------------------ cells
     def make_task(self, seed: int, forget: str, loop=None):
         from .data import make_task
