@@ -139,3 +139,15 @@ def test_bad_tune_input_fails_before_any_work(tmp_path):
                 ["--prune", "0.5"]):
         assert main(["tune", "--dataset", "digits", "--runs", str(tmp_path), "--cpu", *bad]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_class_forgetting_searches_lotus_class_alpha_not_alpha(tmp_path):
+    # on classes LoTUS reads class_alpha (alpha is unused there): the study must search the value the method reads
+    from obliviate.vision.tune import TuneConfig, space_for, tune
+    assert "class_alpha" in space_for("lotus", "class") and "alpha" not in space_for("lotus", "class")
+    assert "alpha" in space_for("lotus", "random") and space_for("ssd", "class") == space_for("ssd", "random")
+    out = tmp_path / "preset.yaml"
+    tune(TuneConfig(dataset="digits", forget="class:3", methods=["lotus"], trials=1, root=str(tmp_path), out=str(out),
+                    overrides=FAST + ["lotus.epochs=1"], cpu=True, progress=False), log=lambda s: None)
+    values = yaml.safe_load(out.read_text())["methods"]["lotus"]
+    assert values["class_alpha"] in (8.0, 16.0, 32.0) and values["retain_fraction"] in (0.3, 0.6, 1.0)
