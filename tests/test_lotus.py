@@ -135,3 +135,18 @@ def test_class_unlearning_keeps_the_best_epoch(digits_class_task, digits_class_o
     assert scores["acc_forget"] == pytest.approx(best["acc_forget"])
     # instance unlearning keeps the paper's last epoch unless asked
     assert create("lotus").keep_best is None
+
+
+def test_best_epoch_rejects_a_state_that_loses_the_held_out_kept_classes(monkeypatch):
+    # the memorised retain subset can hold while D_u's kept classes fall: such a state is not kept
+    from torch import nn
+    from obliviate.vision.methods import lotus as L
+    accs = {"retain": [1.0, 1.0, 0.99], "kept": [0.95, 0.90, 0.94]}   # epoch 1 loses 5 held-out points
+    monkeypatch.setattr(L, "eval_accuracy", lambda model, data, labels, loop: accs[data][model.epoch])
+    keeper = L._BestEpoch([("retain", None), ("kept", None)], target=0.0, tolerance=0.03)
+    for epoch, acc_forget in enumerate([1.0, 0.0, 0.1]):
+        model = nn.Linear(1, 1)
+        model.epoch = epoch
+        record = keeper.offer(epoch, model, acc_forget, loop=None)
+        assert record == {"acc_retain_subset": accs["retain"][epoch], "acc_unseen_kept": accs["kept"][epoch]}
+    assert keeper.epoch == 2   # epoch 1 forgets more but fails the kept-class check
