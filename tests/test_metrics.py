@@ -124,3 +124,65 @@ def test_avg_gap_by_hand():
     g = {"mia": 0.4, "acc_forget": 0.85, "acc_retain": 0.99, "acc_test": 0.82}
     assert M.avg_gap(s, g) == pytest.approx((0.1 + 0.05 + 0.04 + 0.02) / 4)
     assert M.avg_gap(g, g) == 0.0
+
+
+# ------------------------------------------------------------------ edge cases found by mutation testing (docs/mutants.md)
+def test_softmax_is_stable_per_row():
+    # each row is shifted by its own maximum: a shift by the global maximum (or an added one) overflows/underflows
+    logits = np.array([[1000.0, 999.0], [0.0, -1.0]])
+    np.testing.assert_allclose(M.softmax(logits), sp_softmax(logits, axis=1))
+
+
+def test_accuracy_of_one_and_of_no_sample():
+    assert M.accuracy(np.array([[0.1, 0.9]]), [1]) == 1.0
+    assert math.isnan(M.accuracy(np.zeros((0, 2)), []))
+
+
+def test_js_divergence_is_never_negative_from_rounding():
+    # p and q equal up to 1e-12: the two KL terms round to -6.7e-17 without the clip at 0
+    p = np.array([[0.39214793, 0.20119172, 0.40666034]])
+    p = p / p.sum()
+    q = p.copy()
+    q[0, 0] += 1e-12
+    q = q / q.sum()
+    m = 0.5 * (p + q)
+    if (0.5 * M.kl(p, m) + 0.5 * M.kl(q, m))[0] < 0:   # the rounding this test is about happens on this platform
+        assert M.js_divergence(p, q)[0] == 0.0
+    assert (M.js_divergence(p, q) >= 0).all()
+
+
+def test_rf_jsd_skips_a_class_without_held_out_samples_and_goes_on():
+    pf = np.array([[0.8, 0.2, 0.0], [0.1, 0.8, 0.1]])
+    pu = np.array([[0.2, 0.7, 0.1]])
+    expected = jensenshannon(pf[1], pu[0]) ** 2
+    assert M.rf_jsd(pf, [0, 1], pu, [1]) == pytest.approx(expected)   # class 0 (no unseen sample) skipped, 1 counted
+    assert math.isnan(M.rf_jsd(pf, [0, 0], pu, [1]))                   # no class in common
+
+
+def test_rf_jsd_l1_normalises_the_class_means():
+    # non-negative scores that are not probabilities: P and Q are each divided by their sum (Eq. 13)
+    pf, pu = np.array([[2.0, 2.0]]), np.array([[0.3, 0.1]])
+    assert M.rf_jsd(pf, [0], pu, [0]) == pytest.approx(jensenshannon([0.5, 0.5], [0.75, 0.25]) ** 2)
+
+
+def test_mia_efficacy_matches_sklearn_on_the_seeded_subsample():
+    # overlapping members and non-members, sides of different sizes capped by max_per_side: the SVC's boundary
+    # (C=3, gamma="auto", RBF) and the seed-0 subsample (without replacement) decide the fraction
+    from sklearn.svm import SVC
+    rng = np.random.default_rng(5)
+    conf = lambda a, b, n: np.clip(rng.beta(a, b, size=n), 0.01, 0.99)
+    retain_c, test_c, forget_c = conf(5, 1.5, 300), conf(2, 2, 200), np.linspace(0.02, 0.98, 500)
+    as_probs = lambda c: np.stack([c, 1 - c], axis=1)
+    zeros = lambda n: np.zeros(n, dtype=int)
+
+    def by_hand(r_c, t_c, cap):
+        pick = np.random.default_rng(0)
+        n = min(len(r_c), len(t_c), cap)
+        r, t = pick.choice(len(r_c), size=n, replace=False), pick.choice(len(t_c), size=n, replace=False)
+        clf = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[r_c[r], t_c[t]][:, None], np.r_[np.ones(n), np.zeros(n)])
+        return 1.0 - clf.predict(forget_c[:, None]).mean()
+
+    for r_c, t_c, cap in ((retain_c, test_c, 150), (retain_c, test_c, 2000), (test_c, retain_c, 2000)):
+        got = M.mia_efficacy(as_probs(r_c), zeros(len(r_c)), as_probs(t_c), zeros(len(t_c)), as_probs(forget_c),
+                             zeros(500), max_per_side=cap)
+        assert got == pytest.approx(by_hand(r_c, t_c, cap))
