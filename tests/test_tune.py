@@ -151,3 +151,17 @@ def test_class_forgetting_searches_lotus_class_alpha_not_alpha(tmp_path):
                     overrides=FAST + ["lotus.epochs=1"], cpu=True, progress=False), log=lambda s: None)
     values = yaml.safe_load(out.read_text())["methods"]["lotus"]
     assert values["class_alpha"] in (8.0, 16.0, 32.0) and values["retain_fraction"] in (0.3, 0.6, 1.0)
+
+
+def test_a_new_study_starts_from_the_preset_it_replaces(tmp_path):
+    import optuna
+    from obliviate.vision.tune import SPACES, TuneConfig, current_values, tune
+    assert current_values({"lr": 1e-3, "epochs": 3, "alpha": 4.0, "batch_size": 8}, SPACES["lotus"]) == \
+        {"lr": 1e-3, "epochs": 3, "alpha": 4.0}
+    assert current_values({"lr": 5.0, "alpha": 3.0}, SPACES["lotus"]) == {}   # outside the range / not a choice
+    tune(TuneConfig(dataset="digits", forget="random:0.1", methods=["ssd"], trials=2, root=str(tmp_path),
+                    overrides=FAST + ["ssd.alpha=7.5", "ssd.lam=0.25"], cpu=True, progress=False), log=lambda s: None)
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'tune-digits-cnn-random' / 'study.db'}")
+    study = optuna.load_study(study_name=summary.study_name,
+                              storage=f"sqlite:///{tmp_path / 'tune-digits-cnn-random' / 'study.db'}")
+    assert study.trials[0].params == {"alpha": 7.5, "lam": 0.25}

@@ -11,7 +11,8 @@ original model, D_r, D_f and D_u only:
   drop of the kept classes' accuracy (on D_r, and on D_u's kept classes) beyond ``retain_tolerance`` (weight
   ``penalty``).
 
-The gold model is never trained or loaded; the test split is never read. The study lives in
+A new study's first trial is the preset's current values (where they lie in the search space), so a written preset
+never scores worse than the one it replaces. The gold model is never trained or loaded; the test split is never read. The study lives in
 ``RUN_DIR/study.db`` (SQLite), so an interrupted search resumes where it stopped; ``timeout`` bounds the wall time.
 The best values are written as a preset YAML (``methods: {name: {...}}``), merged into an existing file.
 """
@@ -73,6 +74,22 @@ KIND_SPACES: Dict[str, Dict[str, Dict[str, tuple]]] = {
 def space_for(method: str, kind: str) -> Dict[str, tuple]:
     """The search space of ``method`` for forget specs of ``kind`` (``random``, ``class``, ...)."""
     return KIND_SPACES.get(kind, {}).get(method, SPACES[method])
+
+
+def current_values(fixed: dict, space: Dict[str, tuple]) -> dict:
+    """The values the preset already gives for ``space``'s keys, where they lie inside it: a new study's first trial,
+    so that the preset it writes scores no worse than the one it replaces (the rest of the first trial is drawn)."""
+    out = {}
+    for name, spec in space.items():
+        if name not in fixed:
+            continue
+        v = fixed[name]
+        if spec[0] == "cat":
+            if v in spec[1]:
+                out[name] = v
+        elif spec[1] <= v <= spec[2] and (spec[0] != "int" or float(v).is_integer()):
+            out[name] = int(v) if spec[0] == "int" else float(v)
+    return out
 
 
 def suggest(trial, space: Dict[str, tuple]) -> dict:
@@ -229,6 +246,10 @@ def tune(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict:
         study = optuna.create_study(study_name=f"{method}-{config_hash(identity)}", storage=storage,
                                     direction="minimize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed))
+        if not study.trials:
+            start_from = current_values(fixed, space)
+            if start_from:
+                study.enqueue_trial(start_from)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         todo = max(0, cfg.trials - len(done))
 
@@ -298,4 +319,4 @@ def write_preset(path: Path, methods: Dict[str, dict], cfg: TuneConfig, best: di
     return atomic_write_text(path, "\n".join(header + keep) + "\n" + body)
 
 
-__all__ = ["SPACES", "KIND_SPACES", "space_for", "Criterion", "TuneConfig", "tune", "resolve", "write_preset", "suggest"]
+__all__ = ["SPACES", "KIND_SPACES", "space_for", "current_values", "Criterion", "TuneConfig", "tune", "resolve", "write_preset", "suggest"]
