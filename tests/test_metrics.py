@@ -186,3 +186,21 @@ def test_mia_efficacy_matches_sklearn_on_the_seeded_subsample():
         got = M.mia_efficacy(as_probs(r_c), zeros(len(r_c)), as_probs(t_c), zeros(len(t_c)), as_probs(forget_c),
                              zeros(500), max_per_side=cap)
         assert got == pytest.approx(by_hand(r_c, t_c, cap))
+
+
+def test_metrics_compute_in_float64():
+    # float32 inputs (a model's outputs) are computed in float64
+    z = np.array([[0.0, 1e-7, 2e-7]], dtype=np.float32)
+    assert M.softmax(z).dtype == np.float64 and M.entropy(z.astype(np.float32)).dtype == np.float64
+
+
+def test_rf_jsd_without_common_class_warns_nothing():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # np.mean of an empty list would warn
+        assert math.isnan(M.rf_jsd(np.array([[0.5, 0.5]]), [0], np.array([[0.5, 0.5]]), [1]))
+
+
+def test_mia_efficacy_caps_each_side_at_2000_by_default():
+    import inspect
+    assert inspect.signature(M.mia_efficacy).parameters["max_per_side"].default == 2000
