@@ -165,3 +165,13 @@ def test_a_new_study_starts_from_the_preset_it_replaces(tmp_path):
     study = optuna.load_study(study_name=summary.study_name,
                               storage=f"sqlite:///{tmp_path / 'tune-digits-cnn-random' / 'study.db'}")
     assert study.trials[0].params == {"alpha": 7.5, "lam": 0.25}
+    # a method's defaults count as its current settings: boundary-expand's preset sets lr only, epochs is its default
+    tune(TuneConfig(dataset="digits", forget="random:0.1", methods=["boundary-expand"], trials=1, root=str(tmp_path),
+                    overrides=FAST, cpu=True, progress=False), log=lambda s: None)
+    storage = f"sqlite:///{tmp_path / 'tune-digits-cnn-random' / 'study.db'}"
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("boundary")]
+    from obliviate.presets import load_preset
+    from obliviate.vision.methods import create
+    want = create("boundary-expand", **load_preset("digits", "cnn", "random")["methods"]["boundary-expand"]).params()
+    assert optuna.load_study(study_name=name, storage=storage).trials[0].params == \
+        {"lr": want["lr"], "epochs": want["epochs"]}

@@ -11,8 +11,8 @@ original model, D_r, D_f and D_u only:
   drop of the kept classes' accuracy (on D_r, and on D_u's kept classes) beyond ``retain_tolerance`` (weight
   ``penalty``).
 
-A new study's first trial is the preset's current values (where they lie in the search space), so a written preset
-never scores worse than the one it replaces. The gold model is never trained or loaded; the test split is never read. The study lives in
+Every study includes a trial at the method's current settings (preset and defaults, where they lie in the search
+space), so a written preset never scores worse than the one it replaces. The gold model is never trained or loaded; the test split is never read. The study lives in
 ``RUN_DIR/study.db`` (SQLite), so an interrupted search resumes where it stopped; ``timeout`` bounds the wall time.
 The best values are written as a preset YAML (``methods: {name: {...}}``), merged into an existing file.
 """
@@ -77,8 +77,9 @@ def space_for(method: str, kind: str) -> Dict[str, tuple]:
 
 
 def current_values(fixed: dict, space: Dict[str, tuple]) -> dict:
-    """The values the preset already gives for ``space``'s keys, where they lie inside it: a new study's first trial,
-    so that the preset it writes scores no worse than the one it replaces (the rest of the first trial is drawn)."""
+    """The values ``fixed`` (the method's settings under the current preset, defaults filled in) gives for ``space``'s
+    keys, where they lie inside it: enqueued as a trial unless the study already has it, so that the preset a study
+    writes scores no worse than the one it replaces (keys outside the space are drawn)."""
     out = {}
     for name, spec in space.items():
         if name not in fixed:
@@ -246,10 +247,9 @@ def tune(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict:
         study = optuna.create_study(study_name=f"{method}-{config_hash(identity)}", storage=storage,
                                     direction="minimize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed))
-        if not study.trials:
-            start_from = current_values(fixed, space)
-            if start_from:
-                study.enqueue_trial(start_from)
+        start_from = current_values(create(method, **fixed).params(), space)
+        if start_from and not any(t.params == start_from for t in study.trials):
+            study.enqueue_trial(start_from)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         todo = max(0, cfg.trials - len(done))
 
