@@ -200,7 +200,3 @@ def test_rf_jsd_without_common_class_warns_nothing():
         warnings.simplefilter("error")   # np.mean of an empty list would warn
         assert math.isnan(M.rf_jsd(np.array([[0.5, 0.5]]), [0], np.array([[0.5, 0.5]]), [1]))
 
-
-def test_mia_efficacy_caps_each_side_at_2000_by_default():
-    import inspect
-    assert inspect.signature(M.mia_efficacy).parameters["max_per_side"].default == 2000
