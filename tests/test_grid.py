@@ -39,7 +39,7 @@ def test_changed_setting_is_a_new_row(tmp_path, capsys):
     a = unlearn_json(tmp_path, capsys, "--method", "ssd", "--set", "ssd.alpha=1")
     b = unlearn_json(tmp_path, capsys, "--method", "ssd", "--set", "ssd.alpha=100")
     assert a["params"]["alpha"] == 1.0 and b["params"]["alpha"] == 100.0 and a["run_id"] != b["run_id"]
-    assert a["preset"] == "digits-cnn.yaml+--set"  # where the method's settings came from
+    assert a["preset"] == "digits-cnn.yaml+digits-cnn-random.yaml+--set"  # where the method's settings came from
     c = unlearn_json(tmp_path, capsys, "--method", "ssd", "--set", "ssd.alpha=1")  # the first one, from the store
     assert c == a
     table = (tmp_path / "runs" / "u" / "table.md").read_text()

@@ -374,7 +374,8 @@ def test_table_names_the_preset_each_column_used():
 def test_method_sources_names_the_files_that_set_a_method():
     from obliviate.presets import method_sources
     assert method_sources("digits", "cnn", "class", "lotus") == "digits-cnn-class.yaml"
-    assert method_sources("digits", "cnn", "random", "ssd") == "digits-cnn.yaml"
+    assert method_sources("digits", "cnn", "random", "ssd") == "digits-cnn.yaml+digits-cnn-random.yaml"
+    assert method_sources("digits", "cnn", "indices", "ssd") == "digits-cnn.yaml"   # no file for that kind
     assert method_sources("digits", "cnn", "class", "ssd") == "digits-cnn.yaml+digits-cnn-class.yaml"
     assert method_sources("nowhere", "cnn", None, "ssd", ["ssd.alpha=2"]) == "--set"
     assert method_sources("nowhere", "cnn", None, "ssd") == "defaults"
