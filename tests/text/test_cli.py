@@ -132,6 +132,9 @@ def test_every_epoch_table_shows_the_path_and_bolds_the_selected_epoch():
     assert "| ga | 0 | **0.900 / 1.00 / 0.001** | 0.200 / 0.700 / 0.250 |" in table
     assert "| target | 0 |" not in table  # reference rows have no path
     assert "Every epoch" not in tables_markdown(rows[1:])
+    docs = [{"epoch": 1, "verbmem_f": 0.4, "utility": 0.1, "privleak": -50.0}]  # documents: no facts
+    table = tables_markdown([{**rows[0], "epoch_metrics": docs}])
+    assert "Each cell: verbmem_f / utility / privleak" in table and "| ga | 0 | **0.400 / 0.100 / -50.0** |" in table
 
 
 def test_plays_sustainability_chain_writes_one_row_per_request(tmp_path, capsys):
