@@ -26,9 +26,10 @@ bench: $(STAMP)
 LM_DEFAULT_METHODS := ga,graddiff,kl-retain,npo,npo-gdr,npo-klr,simnpo,rmu,task-vector,whp,whp-logits,eco
 
 # The default language-model benchmark: TOFU-style fictitious authors, forget 10%, tiny GPT-2, every epoch evaluated
-# and one selected without the gold model.
+# and one selected without the gold model. One thread: the tiny models gain nothing from a second, and a second
+# thread on a busy machine slows evaluation many times over.
 bench-lm: $(STAMP)
-	$(VENV)/bin/obliviate lm bench --task authors --forget forget10 --methods $(LM_DEFAULT_METHODS) --seeds 1 --eval-every-epoch --name lm-default
+	$(VENV)/bin/obliviate lm bench --task authors --forget forget10 --methods $(LM_DEFAULT_METHODS) --seeds 1 --eval-every-epoch --threads 1 --name lm-default
 
 # The vision-language ablation (ADU paper): baseline / +InstaPG / +DDL / both, forget sketches, 3 seeds, on domain-mnist
 # with the tiny CLIP (pre-trained once, ~6 min, then cached). One thread: the tiny models gain nothing from a second.
