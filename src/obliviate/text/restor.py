@@ -55,7 +55,7 @@ class RestorSettings:
     n_corrupt: int = 4                        # authors: entities whose facts are corrupted
     attributes: str = "city,genre,award,language"  # authors: the corrupted attributes (comma list)
     corrupt_epochs: int = 10                  # continued training of the clean model on corruption + correct docs
-    corrupt_lr: float = 0.0                   # its learning rate (0: the recipe's)
+    corrupt_lr: Optional[float] = None        # its learning rate (None: the recipe's)
     max_new_tokens: int = 24                  # greedy answer length
 
     def check(self) -> None:
@@ -64,8 +64,10 @@ class RestorSettings:
         if bad or not names:
             raise ObliviateError(f"restor.attributes: {bad[0] if bad else '(empty)'!r} is not a corruptible "
                                  f"attribute; use a comma list of {', '.join(CORRUPTIBLE)}")
-        if self.n_corrupt < 1 or self.corrupt_epochs < 1 or self.corrupt_lr < 0 or self.max_new_tokens < 1:
-            raise ObliviateError("restor: n_corrupt, corrupt_epochs and max_new_tokens must be >= 1, corrupt_lr >= 0")
+        if self.n_corrupt < 1 or self.corrupt_epochs < 1 or self.max_new_tokens < 1:
+            raise ObliviateError("restor: n_corrupt, corrupt_epochs and max_new_tokens must be >= 1")
+        if self.corrupt_lr is not None and not self.corrupt_lr > 0:
+            raise ObliviateError("restor.corrupt_lr must be > 0")
 
     def attribute_list(self) -> List[str]:
         return [a.strip() for a in self.attributes.split(",") if a.strip()]

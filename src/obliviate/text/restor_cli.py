@@ -20,7 +20,7 @@ probes.jsonl (lines {"entity", "question", "clean", "corrupted"}, optional "rand
 "corrupted_answer", "random_answer"; a line without "corrupted" is a retain probe whose accuracy is the utility).
 
 Settings: --set restor.n_corrupt=4 restor.attributes=city,genre,award,language restor.corrupt_epochs=10
-restor.corrupt_lr=0 (0: the recipe's) restor.max_new_tokens=24, and every method and recipe setting of `lm bench`."""
+restor.corrupt_lr=... (default: the recipe's) restor.max_new_tokens=24, and every method and recipe setting of `lm bench`."""
 
 
 def add_restor_command(lm_sub) -> None:

@@ -3,8 +3,8 @@ every language-model method unlearns the corruption documents from the corrupted
 
 The clean model of ``authors`` is the ``authors`` task's target model (the same cache entry); with ``jsonl`` it is the
 model fine-tuned on clean.jsonl. The corrupted model continues training the clean model on the corruption documents
-mixed with the correct documents for ``restor.corrupt_epochs`` epochs (the recipe's batch size, learning rate
-``restor.corrupt_lr`` or the recipe's).
+mixed with the correct documents for ``restor.corrupt_epochs`` epochs (the recipe's batch size; learning rate
+``restor.corrupt_lr``, by default the recipe's).
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def corrupted_model(clean, tokenizer, data: RestorData, clean_key: dict, recipe,
                     cache):
     """(model, seconds): the clean model trained further on the corruption documents mixed with the correct ones."""
     from .train import finetune
-    steps = replace(recipe, epochs=settings.corrupt_epochs, lr=settings.corrupt_lr or recipe.lr)
+    steps = replace(recipe, epochs=settings.corrupt_epochs, lr=settings.corrupt_lr if settings.corrupt_lr is not None else recipe.lr)
     examples = sorted(data.corruption_examples + data.correct_examples)
     key = {"role": "restor-corrupted", "clean": clean_key, "model_recipe": asdict(recipe), "recipe": asdict(steps),
            "data": data.identity(), "seed": data.seed}
