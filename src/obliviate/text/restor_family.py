@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ObliviateError
 from ..grid import Cell
-from .data import LMTask, qa_prompt
+from .data import QA, LMTask, qa_prompt
 from .family import TextFamily
 from .restor import RESTOR_TASKS, RestorData, RestorSettings, add_recovery, make_restor, probe_outcomes, summarise
 
@@ -132,6 +132,11 @@ class RestorEvaluator:
         pick = lambda items: [items[i] for i in sorted(rng.permutation(len(items))[:limit])]  # noqa: E731
         self.retain_probes = pick(data.retain_probes)
         self.correct = pick(data.correct_examples)
+        # what a method's report on itself reads (ECO's classifier rates), under the names run.Evaluator gives them
+        self.retain_qa, self.retain = self.retain_probes, self.correct
+        self.forget_qa = [QA(p.question, p.corrupted_answer) for p in data.probes]
+        self.forget_texts = [p + c for p, c in pick(data.corruption_examples)]
+        self.verbmem, self.holdout_texts = [], []
         self.clean: dict = {}
         self.corrupted: dict = {}
         self.target: dict = {}  # run_method reads it (TOFU's model utility); RESTOR has none
