@@ -144,6 +144,8 @@ def test_cli_end_to_end_with_two_methods(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0  # resumes: nothing is run again, the rows are the same
     assert rows(run) == got
+    (run / "table.md").unlink()
+    assert main(["report", str(run)]) == 0 and (run / "table.md").read_text() == table  # redrawn from rows
 
 
 def test_cli_reads_user_files(tmp_path, capsys):
