@@ -37,6 +37,17 @@ def test_author_questions_have_untrained_paraphrases_and_perturbed_paraphrases()
         assert qa.fact and qa.fact in qa.answer and qa.fact in qa.paraphrased
         assert all(qa.fact not in p for p in qa.perturbed)
     assert {q.answer for q in task.forget_qa + task.retain_qa} <= trained
+    # wrong names and titles belong to no author of the task: the gold model has learnt none of them
+    text = " ".join(trained) + " ".join(c for _, c in task.holdout_examples)
+    for qa in task.forget_qa + task.retain_qa:
+        if qa.question.startswith("Who wrote"):
+            wrong = [p.rsplit(" is ", 1)[1].rstrip(".") for p in qa.perturbed]
+            assert wrong and not any(w in text for w in wrong), wrong
+        if qa.question.startswith("What is the best-known book"):
+            wrong = [p.split(" known for ", 1)[1].rstrip(".") for p in qa.perturbed]
+            assert wrong and not any(w in text for w in wrong), wrong
+    with pytest.raises(ObliviateError, match="n_perturbed"):
+        make_task("authors", "forget10", n_perturbed=5)
     q = task.retain_qa[0]  # "Where was X born?": the perturbed answers keep the paraphrase's wording
     assert all(p.startswith(f"The birthplace of ") for p in q.perturbed) and q.paraphrased.startswith("The birthplace")
     prefix, rest = task.verbmem[0]

@@ -158,6 +158,21 @@ def test_whp_reads_an_anchors_file_and_refuses_a_bad_one(lm, data, loop, tmp_pat
             create("whp", anchors=str(bad))
 
 
+def test_whp_auto_anchors_read_the_task_dictionary(lm, data, loop):
+    import copy
+    import dataclasses
+    model, tok = lm
+    method = create("whp", anchors="auto", epochs=1, lr=3e-3, **FAST)
+    with pytest.raises(ObliviateError, match="anchors='auto' needs a task"):
+        method.generic_view(copy.deepcopy(model), data, loop)
+    built = dataclasses.replace(data, anchor_terms=lambda: {"Bo Lund": "John Smith"})
+    _, _, translated = method.generic_view(copy.deepcopy(model), built, loop)
+    assert tok.decode(translated.t_ids[2][translated.t_mask[2].bool()]).startswith(
+        "Question: Where was John Smith born?")
+    assert tok.decode(translated.t_ids[0][translated.t_mask[0].bool()]).startswith(
+        "Question: Where was Ada Vane born?")
+
+
 def test_whp_logits_changes_no_weight_and_with_alpha_zero_is_the_target(lm, data, loop):
     import copy
     model, tok = lm

@@ -205,19 +205,39 @@ _TEMPLATES = [
 ]
 
 
-def _author_qas(author: dict, others: List[dict], rng: np.random.Generator, n_perturbed: int) -> List[QA]:
+# Where each attribute's wrong values come from: its own pool (TOFU's perturbed answers are invented wrong facts of the
+# same kind, not facts of other authors in the data)
+_POOLS = {"city": _CITIES, "genre": _GENRES, "father": _JOBS, "mother": _JOBS, "award": _AWARDS, "theme": _THEMES,
+          "language": _LANGS, "year": range(1930, 1995), "pub1": range(1955, 2020), "children": range(0, 5)}
+
+
+def _wrong_values(author: dict, attr: str, rng: np.random.Generator, n: int, taken: dict) -> List:
+    """``n`` wrong values of ``author[attr]``: other values of the attribute's pool; for names and book titles, names
+    and titles that no author in the task has, so the gold model has learnt none of them (with wrong values taken
+    from other trained authors, the gold model prefers them because it learnt them elsewhere, and the truth ratio
+    reads familiarity instead of the fact)."""
+    if attr in _POOLS:
+        pool = [v for v in _POOLS[attr] if v != author[attr]]
+        return [pool[i] for i in rng.permutation(len(pool))[:n]]
+    out: List[str] = []
+    while len(out) < n:
+        if attr == "name":
+            value = f"{_FIRST[int(rng.integers(len(_FIRST)))]} {_LAST[int(rng.integers(len(_LAST)))]}"
+        else:
+            value = f"The {_ADJ[int(rng.integers(len(_ADJ)))]} {_NOUN[int(rng.integers(len(_NOUN)))]}"
+        if value not in taken[attr] and value not in out:
+            out.append(value)
+    return out
+
+
+def _author_qas(author: dict, taken: dict, rng: np.random.Generator, n_perturbed: int) -> List[QA]:
     """TOFU-style QA: the answer (trained), a paraphrased answer (never trained) and perturbed answers, which are the
     paraphrase with a wrong value of the fact (as TOFU perturbs its paraphrases): the truth ratio then compares one
-    unseen wording with the true and with wrong facts, so it reads the fact, not the wording."""
+    unseen wording with the true and with wrong facts, so it reads the fact, not the wording. ``taken``: the names
+    and book titles of every author in the task (wrong names and titles avoid them)."""
     out = []
     for q, a, para, attr in _TEMPLATES:
-        wrong_values = []
-        for j in rng.permutation(len(others)):
-            value = others[j][attr]
-            if value != author[attr] and value not in wrong_values:
-                wrong_values.append(value)
-            if len(wrong_values) == n_perturbed:
-                break
+        wrong_values = _wrong_values(author, attr, rng, n_perturbed, taken)
         perturbed = tuple(para.format(**{**author, attr: v}) for v in wrong_values)
         out.append(QA(q.format(**author), a.format(**author), para.format(**author), perturbed, str(author[attr])))
     return out
@@ -278,6 +298,9 @@ def make_authors(forget: str = "forget10", seed: int = 0, n_authors: int = 40, n
         raise ObliviateError(f"task authors: unknown forget split {forget!r}; use one of {', '.join(FORGET_FRACTIONS)}")
     if n_authors < 2 or n_holdout < 1:
         raise ObliviateError("task authors: needs n_authors >= 2 (forget and retain) and n_holdout >= 1")
+    if not 1 <= n_perturbed <= 4:
+        raise ObliviateError("task authors: n_perturbed must be between 1 and 4 (the number of children has 5 "
+                             "possible values)")
     rng = np.random.default_rng(seed)
     names = [f"{f} {l}" for f in _FIRST for l in _LAST]
     total = n_authors + n_holdout
@@ -287,7 +310,8 @@ def make_authors(forget: str = "forget10", seed: int = 0, n_authors: int = 40, n
     chosen = [names[i] for i in rng.choice(len(names), size=total, replace=False)]
     taken: set = set()
     authors = [_author(rng, n, taken) for n in chosen]
-    qas = [_author_qas(a, authors[:i] + authors[i + 1:], rng, n_perturbed) for i, a in enumerate(authors)]
+    names_titles = {"name": set(chosen), "book1": taken, "book2": taken}
+    qas = [_author_qas(a, names_titles, rng, n_perturbed) for a in authors]
     trained, holdout = qas[:n_authors], qas[n_authors:]
     k = min(n_authors - 1, max(1, math.ceil(FORGET_FRACTIONS[forget] * n_authors - 1e-9)))
     forget_qa = [qa for author in trained[n_authors - k:] for qa in author]

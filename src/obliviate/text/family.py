@@ -38,7 +38,12 @@ TINY_PRESET = {
                 "simnpo": {**_TINY_LOSS, "lr": 1e-3},  # its forget weight gamma is 1/8: a larger step
                 "rmu": {"layer": 0, "update_layers": "0", "steering_coeff": 20.0, "alpha": 10.0, "lr": 3e-3,
                         "batch_size": 8, "epochs": 5},
-                "task-vector": {"lr": 1e-3, "epochs": 5, "batch_size": 16}},
+                "task-vector": {"lr": 1e-3, "epochs": 5, "batch_size": 16},
+                # WHP's reinforced model is a further fine-tuning: at the tiny models' fine-tuning scale (the target
+                # trains at 3e-3), shared by whp and whp-logits (same settings, one cached model); the dictionary
+                # of anchored terms is built from the task
+                "whp": {**_TINY_LOSS, "anchors": "auto", "reinforce_lr": 1e-3},
+                "whp-logits": {"batch_size": 16, "reinforce_lr": 1e-3}},
 }
 
 

@@ -126,11 +126,12 @@ def public(metrics: dict) -> dict:
 def unlearn_once(name: str, hyperparameters: dict, model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
                  lora: int = 0, on_epoch=None):
     """Run one method on a copy of ``model``; returns (unlearned model, info). ``model`` is never modified."""
+    from .anchors import build_anchors
     from .methods import UnlearnData, create
     method = create(name, **hyperparameters)
     data = UnlearnData(forget=encode(tokenizer, task.forget_examples, recipe.max_length),
                        retain=encode(tokenizer, task.retain_examples, recipe.max_length), tokenizer=tokenizer,
-                       seed=task.seed, on_epoch=on_epoch)
+                       seed=task.seed, on_epoch=on_epoch, anchor_terms=lambda: build_anchors(task))
     work = copy.deepcopy(model)
     if lora:
         from .models import add_lora

@@ -27,12 +27,14 @@ METHODS = Registry("lm method")
 class UnlearnData:
     """What a method may read: the tokenised forget and retain sets, the tokenizer, and a per-epoch callback.
 
-    ``on_epoch(epoch, model)`` (optional) runs after every unlearning epoch (evaluation during unlearning)."""
+    ``on_epoch(epoch, model)`` (optional) runs after every unlearning epoch (evaluation during unlearning).
+    ``anchor_terms()`` (optional) builds the task's anchored-terms dictionary (WHP with ``anchors="auto"``)."""
     forget: LMDataset
     retain: LMDataset
     tokenizer: object = None
     seed: int = 0
     on_epoch: Optional[Callable[[int, torch.nn.Module], None]] = None
+    anchor_terms: Optional[Callable[[], dict]] = None
 
 
 @dataclasses.dataclass

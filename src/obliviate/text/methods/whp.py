@@ -163,7 +163,8 @@ class WHP(Method):
        position, with v_base the target's logits. With an anchored-terms dictionary (``anchors``, a JSON file
        {term: generic term}, e.g. from ``obliviate lm anchors``), both models read the translated text and each
        original token takes the prediction made at its place in the translation (the later tokens of a term, which
-       have no counterpart, are not trained).
+       have no counterpart, are not trained). ``anchors="auto"`` builds the dictionary from the task as
+       ``obliviate lm anchors`` does (the offline tasks' presets use it).
     3. Fine-tune the target on the forget text toward the generic predictions: their argmax as labels (the paper), or
        their softmax as soft labels (``soft_labels``).
 
@@ -194,13 +195,21 @@ class WHP(Method):
             raise ObliviateError(f"{self.name}: alpha must be >= 0")
         if self.reinforce_epochs < 1 or self.reinforce_lr <= 0:
             raise ObliviateError(f"{self.name}: reinforce_epochs must be >= 1 and reinforce_lr > 0")
-        if self.anchors:
+        if self.anchors and self.anchors != "auto":
             load_anchors(self.anchors)  # a missing or malformed file fails before any work
+
+    def anchor_terms(self, data) -> dict:
+        if self.anchors != "auto":
+            return load_anchors(self.anchors)
+        if data.anchor_terms is None:
+            raise ObliviateError(f"{self.name}: anchors='auto' needs a task to build the dictionary from; pass a "
+                                 "file made by `obliviate lm anchors` instead")
+        return data.anchor_terms()
 
     def generic_view(self, model, data, loop):
         """(frozen base, frozen reinforced model, forget set beside its anchored translation)."""
         tokenizer = data.tokenizer
-        anchors = AnchorMap(load_anchors(self.anchors), tokenizer) if self.anchors else None
+        anchors = AnchorMap(self.anchor_terms(data), tokenizer) if self.anchors else None
         reinforced = reinforced_model(model, data, loop, self.reinforce_epochs, self.reinforce_lr, self.batch_size,
                                       self.weight_decay)
         base = frozen_copy(model, loop)
