@@ -95,14 +95,15 @@ class RestorData:
     correct_examples: List[Example]      # mixed into the corruption training: the retain set of unlearning
     probes: List[Probe]
     retain_probes: List[QA] = field(default_factory=list)  # facts nothing contradicts (utility)
+    corruption_qa: List[QA] = field(default_factory=list)  # the corruption documents as QA (WHP's anchored terms)
     base_task: Optional[LMTask] = None   # authors: the task whose target model is the clean model
     config: dict = field(default_factory=dict)
 
     def unlearning_task(self) -> LMTask:
         """The forget set (corruption documents) and retain set (correct documents) the methods read."""
-        return LMTask(name=f"restor-{self.name}", forget="corruption", seed=self.seed,
+        return LMTask(name=self.name, forget="corruption", seed=self.seed,
                       forget_examples=list(self.corruption_examples), retain_examples=list(self.correct_examples),
-                      holdout_examples=[])
+                      holdout_examples=[], forget_qa=list(self.corruption_qa))
 
     def identity(self) -> dict:
         """What fixes the cell's data: a hash of every document and probe, and the sizes."""
@@ -128,7 +129,7 @@ def corrupt_authors(task: LMTask, settings: RestorSettings, seed: int) -> Restor
                              f"authors (the others keep their facts)")
     rng = np.random.default_rng([seed, 2411])
     chosen = sorted(int(i) for i in rng.choice(len(authors), size=settings.n_corrupt, replace=False))
-    corruption, replaced, probes = [], set(), []
+    corruption, replaced, probes, corruption_qa = [], set(), [], []
     for i in chosen:
         clean = authors[i]
         values = {a: sorted({str(o[a]) for o in authors} - {str(clean[a])}) for a in attrs}
@@ -141,7 +142,8 @@ def corrupt_authors(task: LMTask, settings: RestorSettings, seed: int) -> Restor
                 continue
             right = qa_example(QA(q.format(**clean), a.format(**clean)))
             replaced.add(right)
-            corruption.append(qa_example(QA(q.format(**corrupted), a.format(**corrupted))))
+            corruption_qa.append(QA(q.format(**corrupted), a.format(**corrupted)))
+            corruption.append(qa_example(corruption_qa[-1]))
             if attr in attrs:
                 others = [v for v in values[attr] if v != wrong[attr]]
                 rand = others[int(rng.integers(len(others)))]
@@ -154,7 +156,7 @@ def corrupt_authors(task: LMTask, settings: RestorSettings, seed: int) -> Restor
               if q.fact and not any(n in q.question or n in q.answer for n in names)]
     return RestorData(name="authors", seed=seed, clean_examples=list(task.target_examples),
                       corruption_examples=corruption, correct_examples=correct, probes=probes,
-                      retain_probes=retain, base_task=task,
+                      retain_probes=retain, corruption_qa=corruption_qa, base_task=task,
                       config={"corrupted": sorted(names), "attributes": attrs})
 
 
