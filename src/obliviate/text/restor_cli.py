@@ -19,8 +19,10 @@ wrong value (another author's) for each of restor.attributes.
 probes.jsonl (lines {"entity", "question", "clean", "corrupted"}, optional "random", "clean_answer",
 "corrupted_answer", "random_answer"; a line without "corrupted" is a retain probe whose accuracy is the utility).
 
-Settings: --set restor.n_corrupt=4 restor.attributes=city,genre,award,language restor.corrupt_epochs=10
-restor.corrupt_lr=... (default: the recipe's) restor.max_new_tokens=24, and every method and recipe setting of `lm bench`."""
+Settings (one --set each, defaults shown): restor.n_corrupt=4, restor.attributes=city,genre,award,language (of
+city, year, genre, father, mother, award, theme, language, children, pub1), restor.corrupt_epochs=10,
+restor.corrupt_lr (default: the recipe's), restor.max_new_tokens=24; and every method, recipe, model and task
+setting of `lm bench` (npo.lr=..., recipe.epochs=..., task.n_authors=...)."""
 
 
 def add_restor_command(lm_sub) -> None:
