@@ -33,6 +33,8 @@ def cmd_dp_base(args) -> int:
     from .methods.dp2u import all_data
     from .run import Evaluator
     from .train import LMCache, encode, finetune, train_reference
+    from ..grid import configure_torch
+    configure_torch(args.threads)  # --threads: as the grid does, fixed (CPU results depend on it)
     forget = args.forget or TASK_DEFAULT_FORGET.get(args.task, "forget")
     fam = family(args)
     fam.resolve()
