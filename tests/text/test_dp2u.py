@@ -104,7 +104,7 @@ def test_dp_base_command_reports_the_base_and_the_deployed_model_apart(tmp_path,
     import json
 
     from obliviate.cli import main
-    argv = ["lm", "dp-base", "--runs", str(tmp_path), "--no-progress", "--json", "--eval-limit", "4",
+    argv = ["lm", "dp-base", "--runs", str(tmp_path), "--no-progress", "--json", "--eval-limit", "4", "--threads", "1",
             "--set", "task.n_authors=4", "--set", "task.n_holdout=1", "--set", "model.n_embd=32",
             "--set", "recipe.epochs=3", "--set", "dp2u.dp_epochs=1", "--set", "dp2u.dp_batch_size=16"]
     assert main(argv) == 0

@@ -109,7 +109,8 @@ def corrupted_model(clean, tokenizer, data: RestorData, clean_key: dict, recipe,
                     cache):
     """(model, seconds): the clean model trained further on the corruption documents mixed with the correct ones."""
     from .train import finetune
-    steps = replace(recipe, epochs=settings.corrupt_epochs, lr=settings.corrupt_lr if settings.corrupt_lr is not None else recipe.lr)
+    lr = settings.corrupt_lr if settings.corrupt_lr is not None else recipe.lr
+    steps = replace(recipe, epochs=settings.corrupt_epochs, lr=lr)
     examples = sorted(data.corruption_examples + data.correct_examples)
     key = {"role": "restor-corrupted", "clean": clean_key, "model_recipe": asdict(recipe), "recipe": asdict(steps),
            "data": data.identity(), "seed": data.seed}

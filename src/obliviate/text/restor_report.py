@@ -51,7 +51,8 @@ def restor_markdown(rows: List[dict]) -> str:
         for m in order:
             rs = by_method[m]
             cells = [_fmt([_value(r, k) for r in rs]) for k in COLUMNS]
-            parts.append(f"| {m} | " + " | ".join(cells) + f" | {sum(bool(r.get('collapsed')) for r in rs)}/{len(rs)} |")
+            flags = sum(bool(r.get("collapsed")) for r in rs)
+            parts.append(f"| {m} | " + " | ".join(cells) + f" | {flags}/{len(rs)} |")
         notes = sorted({r["metrics"]["recovery_note"] for rs in by_method.values() for r in rs
                         if r["metrics"].get("recovery_note")})
         parts += [""] + [f"Note: recovery {n}." for n in notes] + ([""] if notes else [])
