@@ -119,6 +119,21 @@ def test_collapse_guard_and_six_way_table_from_rows():
     assert lines[6].endswith("| 1/1 |") and lines[7].endswith("| 0/2 |")  # collapsed runs per method
 
 
+def test_every_epoch_table_shows_the_path_and_bolds_the_selected_epoch():
+    from obliviate.text.tables import tables_markdown
+    base = {"family": "text", "forget": "forget10", "dataset": "authors", "model": "tiny-gpt2", "status": "ok",
+            "metrics": {"fact_f": 0.5}}
+    path = [{"epoch": 1, "fact_f": 0.9, "fact_r": 1.0, "forget_quality": 0.001},
+            {"epoch": 2, "fact_f": 0.2, "fact_r": 0.7, "forget_quality": 0.25}]
+    rows = [{**base, "run_id": "a", "method": "ga", "seed": 0, "epoch_metrics": path, "selected_epoch": 1},
+            {**base, "run_id": "t", "method": "target", "seed": 0}]
+    table = tables_markdown(rows)
+    assert "## Every epoch: forget10" in table
+    assert "| ga | 0 | **0.900 / 1.00 / 0.001** | 0.200 / 0.700 / 0.250 |" in table
+    assert "| target | 0 |" not in table  # reference rows have no path
+    assert "Every epoch" not in tables_markdown(rows[1:])
+
+
 def test_plays_sustainability_chain_writes_one_row_per_request(tmp_path, capsys):
     argv = ["lm", "bench", "--task", "plays", "--forget", "sustain", "--methods", "ga", "--runs", str(tmp_path),
             "--name", "plays", "--set", "task.excerpt_chars=700", "--set", "task.doc_chars=200",

@@ -24,8 +24,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                        "and gold models use recipe.lora_r")
     p.add_argument("--eval-every-epoch", action="store_true",
                    help="evaluate after every unlearning epoch and report the epoch that knows least of the forget "
-                        "set among those keeping >= 90%% of the target's utility (retain fact accuracy); the gold "
-                        "model is not read; the row records every epoch and the selected one")
+                        "set among those keeping >= --select-keep of the target's utility (retain fact accuracy); "
+                        "the gold model is not read; the row records every epoch and the selected one")
+    p.add_argument("--select-keep", type=float, default=0.9,
+                   help="with --eval-every-epoch: the fraction of the target's utility a selected epoch must keep")
     p.add_argument("--collapse-threshold", type=float, default=0.5,
                    help="flag a run as collapsed when its retain utility falls below this fraction of the target's")
     p.add_argument("--eval-limit", type=int, default=80, help="evaluate at most this many items per split")
@@ -50,7 +52,8 @@ def add_commands(sub) -> None:
                           description="Train (or load from cache) the target and gold models, run every method, "
                                       "evaluate, and write one JSON row per run. Rerunning the same command resumes. "
                                       "The tiny models use small settings that run on a CPU (authors: 24 trained + "
-                                      "6 holdout authors, 20 epochs of fine-tuning; methods: lr 1e-4..1e-3); a "
+                                      "6 holdout authors, 40 epochs of fine-tuning; loss methods: lr 3e-4, 10 "
+                                      "epochs); a "
                                       "local pretrained model uses the methods' paper defaults. Change any of them "
                                       "with --set.")
     _common(p)
@@ -85,8 +88,9 @@ def family(args):
     from .family import TextFamily
     return TextFamily(task=args.task, model=args.model, gguf_file=args.gguf_file, overrides=args.overrides,
                       data_root=args.data_root, lora=args.lora, eval_every_epoch=args.eval_every_epoch,
-                      collapse_threshold=args.collapse_threshold, eval_limit=args.eval_limit, cpu=args.cpu,
-                      progress=not args.no_progress, retrain_corrupt=args.retrain_corrupt)
+                      collapse_threshold=args.collapse_threshold, select_keep=args.select_keep,
+                      eval_limit=args.eval_limit, cpu=args.cpu, progress=not args.no_progress,
+                      retrain_corrupt=args.retrain_corrupt)
 
 
 def _forgets(args, forgets):

@@ -27,17 +27,24 @@ DATA_ROOT_TASKS = ("jsonl", "tofu", "muse-news", "muse-books")  # tasks that rea
 
 # Settings for the tiny from-scratch models (a few minutes on 2 CPU cores). The methods' own defaults are their
 # papers' (for 7B-scale pretrained models, lr 1e-5); a 0.5M-parameter model trained at lr 3e-3 needs larger steps.
-_TINY_LOSS = {"lr": 1e-4, "epochs": 5, "batch_size": 16}
+# Loss methods: lr 3e-4, the smallest of {1e-4, 3e-4, 1e-3} at which GA's forget fact accuracy falls below 10% within
+# 10 epochs on `authors` (a criterion on the target side only: the gold model is not read); with --eval-every-epoch
+# the grid then picks the epoch.
+_TINY_LOSS = {"lr": 3e-4, "epochs": 10, "batch_size": 16}
 TINY_PRESET = {
     "task": {"authors": {"n_authors": 24, "n_holdout": 6}, "plays": {}, "jsonl": {}},
     "model": {"n_layer": 2, "n_embd": 128, "n_head": 4, "vocab_size": 1024},
-    "recipe": {"authors": {"epochs": 20, "batch_size": 32, "lr": 3e-3},
-               "plays": {"epochs": 40, "batch_size": 8, "lr": 3e-3},
+    # authors: 40 epochs, so that the target and the gold model both state ~98% of the retain facts (at 20 epochs the
+    # gold model stated 6-7 points fewer than the target)
+    "recipe": {"authors": {"epochs": 40, "batch_size": 32, "lr": 3e-3},
+               # plays: at 40 epochs the gold model (fewer documents, fewer steps) fitted the retain plays 4.7x worse
+               # than the target did (retain token probability 0.028 against 0.131); at 100 both fit them alike
+               "plays": {"epochs": 100, "batch_size": 8, "lr": 3e-3},
                "jsonl": {"epochs": 20, "batch_size": 16, "lr": 3e-3}},
     "methods": {**{m: dict(_TINY_LOSS) for m in ("ga", "graddiff", "kl-retain", "npo", "npo-gdr", "npo-klr")},
-                "simnpo": {**_TINY_LOSS, "lr": 1e-3},  # its forget weight gamma is 1/8: a larger step
+                "simnpo": dict(_TINY_LOSS),
                 "rmu": {"layer": 0, "update_layers": "0", "steering_coeff": 20.0, "alpha": 10.0, "lr": 3e-3,
-                        "batch_size": 8, "epochs": 5},
+                        "batch_size": 8, "epochs": 10},
                 "task-vector": {"lr": 1e-3, "epochs": 5, "batch_size": 16},
                 # WHP's reinforced model is a further fine-tuning: at the tiny models' fine-tuning scale (the target
                 # trains at 3e-3), shared by whp and whp-logits (same settings, one cached model); the dictionary
@@ -57,6 +64,7 @@ class TextFamily(Family):
     data_root: Optional[str] = None
     lora: int = 0                      # LoRA rank for unlearning (0: full fine-tuning)
     eval_every_epoch: bool = False
+    select_keep: float = 0.9           # per-epoch selection: keep at least this fraction of the target's utility
     collapse_threshold: float = 0.5    # flag a run whose retain utility < threshold * the target's
     eval_limit: int = 80               # at most this many items per evaluated split
     cpu: bool = False
@@ -89,8 +97,10 @@ class TextFamily(Family):
         from .methods import METHODS
         from .train import ModelSpec, Recipe
         TASKS.get(self.task)
-        if self.lora < 0 or not 0.0 <= self.collapse_threshold <= 1.0 or self.eval_limit < 1:
-            raise ObliviateError("--lora must be >= 0, --collapse-threshold in [0, 1], --eval-limit >= 1")
+        if self.lora < 0 or not 0.0 <= self.collapse_threshold <= 1.0 or self.eval_limit < 1 or \
+                not 0.0 <= self.select_keep <= 1.0:
+            raise ObliviateError("--lora must be >= 0, --collapse-threshold and --select-keep in [0, 1], "
+                                 "--eval-limit >= 1")
         preset = self.preset()
         unknown = sorted(set(preset["methods"]) - set(METHODS.names()))
         if unknown:
@@ -112,7 +122,8 @@ class TextFamily(Family):
                                                                        if k != "data_root"}, skip=skip),
                 "model": self.model_label, "model_spec": spec.key(), "recipe": asdict(recipe), "lora": self.lora,
                 "evaluation": {"eval_limit": self.eval_limit, "collapse_threshold": self.collapse_threshold,
-                               "eval_every_epoch": self.eval_every_epoch}}
+                               "eval_every_epoch": self.eval_every_epoch,
+                               **({"select_keep": self.select_keep} if self.eval_every_epoch else {})}}
 
     def expand_methods(self, names: List[str]) -> List[str]:
         from .methods import METHODS
@@ -189,5 +200,5 @@ class TextCell(Cell):
                                     f.lora)
         payload, _ = run_method(method, params, start, self.tokenizer, self.task, self.loop, s["recipe"],
                                 self.evaluator, self.target_metrics["utility"], f.lora, f.eval_every_epoch,
-                                f.collapse_threshold)
+                                f.collapse_threshold, f.select_keep)
         return {**payload, "request": len(self.task.previous_requests) + 1, **self.sizes()}

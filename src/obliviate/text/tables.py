@@ -54,6 +54,7 @@ def tables_markdown(rows: List[dict]) -> str:
             flags = sum(bool(r.get("collapsed")) for r in rs)
             parts.append(f"| {m} | " + " | ".join(cells) + f" | {flags}/{len(rs)} |")
         parts.append("")
+    parts += epoch_table(groups)
     for kind, title in (("scale", "Scalability: forget sets of growing size"),
                         ("sustain", "Sustainability: requests applied one after another")):
         parts += series_table(groups, kind, title)
@@ -82,6 +83,31 @@ def series_table(groups: Dict[str, Dict[str, List[dict]]], kind: str, title: str
                          if rs else "–")
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     out.append("")
+    return out
+
+
+EPOCH_KEYS = ("fact_f", "fact_r", "forget_quality")
+
+
+def epoch_table(groups: Dict[str, Dict[str, List[dict]]]) -> List[str]:
+    """With --eval-every-epoch: one line per (method, seed), one cell per epoch, "fact_f / fact_r / forget_quality"
+    (the whole path, as TOFU plots it); the selected epoch (chosen without the gold model) is in bold."""
+    out = []
+    for forget in sorted(groups, key=_spec_order):
+        lines = [(m, r) for m, rs in sorted(groups[forget].items()) for r in sorted(rs, key=lambda r: r["seed"])
+                 if r.get("epoch_metrics")]
+        if not lines:
+            continue
+        n = max(len(r["epoch_metrics"]) for _, r in lines)
+        out += [f"## Every epoch: {forget}\n", f"Each cell: {' / '.join(EPOCH_KEYS)}; in bold the selected epoch.\n",
+                "| method | seed | " + " | ".join(str(e + 1) for e in range(n)) + " |", "|" + "---|" * (n + 2)]
+        for m, r in lines:
+            cells = []
+            for e in r["epoch_metrics"]:
+                cell = " / ".join(_fmt([e.get(k)]) for k in EPOCH_KEYS)
+                cells.append(f"**{cell}**" if e["epoch"] == r.get("selected_epoch") else cell)
+            out.append(f"| {m} | {r['seed']} | " + " | ".join(cells + ["–"] * (n - len(cells))) + " |")
+        out.append("")
     return out
 
 

@@ -132,11 +132,18 @@ class RMU(Method):
         def loss_fn(m, batch):
             return rmu_loss(m, frozen, batch, self.layer, control, self.alpha)
 
+        def before_epoch(epoch):
+            pairs.set_epoch(epoch)
+            if epoch > 0 and data.on_epoch is not None:
+                data.on_epoch(epoch, model)
+
         try:
             with without_dropout(model):
                 model = loop.fit(model, optimizer, loader, loss_fn, self.epochs, desc=self.name,
-                                 before_epoch=pairs.set_epoch)
+                                 before_epoch=before_epoch)
         finally:
             for name, p in model.named_parameters():
                 p.requires_grad_(trainable.get(name, True))
+        if data.on_epoch is not None:
+            data.on_epoch(self.epochs, model)
         return model
