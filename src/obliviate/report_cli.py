@@ -36,6 +36,12 @@ def cmd_report(args) -> int:
         write_tables(store, rows)
         print(root / "table.md")
         return 0
+    if families == {"restor"}:  # RESTOR: its recovery table and figure
+        from .text.restor_report import write_restor_report
+        write_restor_report(store, rows)
+        print(root / "table.md")
+        print(root / "restor.png")
+        return 0
     if families == {"vlm"}:  # vision-language grids: Mem / For / H tables and feature figures of their own
         from .vlm.tables import write_tables
         write_tables(store, rows)

@@ -98,3 +98,21 @@ def test_bad_privacy_settings_are_refused():
     for bad in ({"epsilon": 0}, {"delta": 1.5}, {"accountant": "gdp2"}, {"max_grad_norm": -1}):
         with pytest.raises(ObliviateError, match="dp"):
             create("dp2u", **bad)
+
+
+def test_dp_base_command_reports_the_base_and_the_deployed_model_apart(tmp_path, capsys):
+    import json
+
+    from obliviate.cli import main
+    argv = ["lm", "dp-base", "--runs", str(tmp_path), "--no-progress", "--json", "--eval-limit", "4", "--threads", "1",
+            "--set", "task.n_authors=4", "--set", "task.n_holdout=1", "--set", "model.n_embd=32",
+            "--set", "recipe.epochs=3", "--set", "dp2u.dp_epochs=1", "--set", "dp2u.dp_batch_size=16"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert 0 < first["privacy"]["epsilon"] <= 8.0 + 1e-6 and first["privacy"]["epochs"] == 1
+    # the deployed model is fine-tuned from a copy: the DP base's own metrics are reported, not the deployed one's
+    assert first["dp_base"] != first["dp_deployed"]
+    assert main(argv) == 0  # from the cache: the same report
+    second = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in second.items() if "seconds" not in k} == \
+        {k: v for k, v in first.items() if "seconds" not in k}

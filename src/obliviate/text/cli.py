@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    lm = sub.add_parser("lm", help="language-model unlearning: bench, unlearn", formatter_class=fmt,
+    lm = sub.add_parser("lm", help="language-model unlearning: bench, unlearn, dp-base, restor", formatter_class=fmt,
                         description="Unlearning for causal language models (GA, GradDiff, KL, NPO, SimNPO, RMU, task "
                                     "vectors) with MUSE and TOFU metrics against a gold model trained without the "
                                     "forget set.")
@@ -78,8 +78,10 @@ def add_commands(sub) -> None:
 
     from .anchors_cli import add_anchors_command
     from .dp_cli import add_dp_command
+    from .restor_cli import add_restor_command
     add_anchors_command(lm_sub)
     add_dp_command(lm_sub, _common)
+    add_restor_command(lm_sub)
 
 
 def family(args):

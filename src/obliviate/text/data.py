@@ -82,6 +82,8 @@ class LMTask:
     # sustainability: the earlier requests, unlearned one after another before this one
     previous_requests: List[List[Example]] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    # the trained entities' attribute records where the task is built from them (authors; RESTOR corrupts them)
+    entities: List[dict] = field(default_factory=list)
 
     @property
     def evaluated_forget(self) -> List[Example]:
@@ -321,7 +323,8 @@ def make_authors(forget: str = "forget10", seed: int = 0, n_authors: int = 40, n
                   holdout_examples=[qa_example(q) for q in holdout_qa], forget_qa=forget_qa,
                   retain_qa=retain_qa, verbmem=[_answer_cloze(q) for q in forget_qa], utility_sets=utility,
                   shared_examples=[qa_example(q) for qs in utility.values() for q in qs],
-                  config={"n_authors": n_authors, "n_holdout": n_holdout, "n_perturbed": n_perturbed})
+                  config={"n_authors": n_authors, "n_holdout": n_holdout, "n_perturbed": n_perturbed},
+                  entities=authors[:n_authors])
 
 
 TASKS.register("authors")(make_authors)

@@ -23,6 +23,8 @@ def add_dp_command(lm_sub, common) -> None:
 
 
 def cmd_dp_base(args) -> int:
+    import copy
+
     from ..loop import Loop
     from .cli import family
     from .data import make_task
@@ -31,6 +33,8 @@ def cmd_dp_base(args) -> int:
     from .methods.dp2u import all_data
     from .run import Evaluator
     from .train import LMCache, encode, finetune, train_reference
+    from ..grid import configure_torch
+    configure_torch(args.threads)  # --threads: as the grid does, fixed (CPU results depend on it)
     forget = args.forget or TASK_DEFAULT_FORGET.get(args.task, "forget")
     fam = family(args)
     fam.resolve()
@@ -51,8 +55,8 @@ def cmd_dp_base(args) -> int:
     key = {"role": "dp-deployed", "base": method.dp_config().__dict__, "task": task.fingerprint("target"),
            "model": spec.key(), "recipe": recipe.__dict__}
     deployed, _, deployed_seconds = cache.get_or_train(
-        key, lambda: (finetune(base, tokenizer, task.target_examples, recipe, loop, seed=task.seed,
-                               desc="dp-deployed"), tokenizer), loop)
+        key, lambda: (finetune(copy.deepcopy(base), tokenizer, task.target_examples, recipe, loop, seed=task.seed,
+                               desc="dp-deployed"), tokenizer), loop)  # a copy: the DP base is evaluated below
     evaluator = Evaluator(task, loop, args.eval_limit)
     report = {"privacy": privacy, "dp_base_seconds": seconds, "deployed_seconds": deployed_seconds,
               "n_examples": len(all_data(data))}
