@@ -464,7 +464,8 @@ VOLATILE = ("finished_at", "seconds", "gold_seconds", "eval_seconds", "versions"
 
 def strip_volatile(obj):
     if isinstance(obj, dict):
-        return {k: strip_volatile(v) for k, v in obj.items() if k not in VOLATILE and not k.endswith("_seconds")}
+        return {k: strip_volatile(v) for k, v in obj.items()
+                if k not in VOLATILE and not k.endswith(("_seconds", "_ms_per_token"))}  # timings differ run to run
     if isinstance(obj, list):
         return [strip_volatile(v) for v in obj]
     return obj
