@@ -104,6 +104,40 @@ def test_greedy_generate_equals_manual_argmax_loop(model, tok):
     assert cut == got[0].split(stop)[0] and stop not in cut
 
 
+def _manual_greedy_ids(model, tok, ids, steps):
+    new = []
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = int(model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+            if nxt == tok.eos_token_id:
+                break
+            new.append(nxt)
+    return tok.decode(new, skip_special_tokens=True)
+
+
+def test_greedy_generate_limits_defaults_and_edges(model, tok):
+    """Found by mutation testing: the default length, one new token, the position limit, an empty prompt."""
+    prompt = "The quick"
+    assert greedy_generate(model, tok, [prompt]) == [_manual_greedy(model, tok, prompt, 32)]  # default: 32 tokens
+    assert greedy_generate(model, tok, [prompt], max_new_tokens=1) == [_manual_greedy(model, tok, prompt, 1)]
+    # a prompt longer than the positions left keeps its last tokens: 128 positions - 8 new = the last 120
+    long_ids = (tok("All the world's a stage, and all the men and women merely players.")["input_ids"] * 20)[:150]
+    long_prompt = tok.decode(long_ids)
+    ids = tok(long_prompt)["input_ids"]
+    assert len(ids) > 120
+    assert greedy_generate(model, tok, [long_prompt], max_new_tokens=8) == [
+        _manual_greedy_ids(model, tok, ids[-120:], 8)]
+    # an empty prompt starts from the beginning-of-text token (not the end-of-text one)
+    assert tok.bos_token_id != tok.eos_token_id
+    assert greedy_generate(model, tok, [""], max_new_tokens=5) == [_manual_greedy_ids(model, tok, [tok.bos_token_id],
+                                                                                     5)]
+    for bad, message in ((0, "max_new_tokens must be at least 1, not 0"),
+                         (128, "max_new_tokens (128) must be below the model's 128 positions")):
+        with pytest.raises(ObliviateError) as info:
+            greedy_generate(model, tok, ["a"], max_new_tokens=bad)
+        assert str(info.value) == message
+
+
 def test_scoring_on_a_loop_and_mode_restored(model, tok, loop):
     model.train()
     via_loop = text_logprobs(model, tok, TEXTS, loop=loop)
