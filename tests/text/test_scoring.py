@@ -8,8 +8,8 @@ from obliviate.errors import ObliviateError
 from obliviate.text import metrics as M
 from obliviate.text.evaluate import few_shot_prompt, muse_eval, qa_prompt, qa_target, tofu_eval
 from obliviate.text.models import build_tokenizer, tiny_causal_lm
-from obliviate.text.scoring import (answer_logprobs, answer_scores, greedy_generate, text_logprobs,
-                                    text_token_stats)
+from obliviate.text.scoring import (answer_logprobs, answer_scores, answer_token_stats, greedy_generate,
+                                    text_logprobs, text_token_stats)
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -321,3 +321,114 @@ def test_fact_accuracy_reads_whether_the_answer_states_the_fact(memorised, tok):
     assert r["fact_r"] == pytest.approx(np.mean([M.fact_match(g, it["fact"]) for g, it in zip(generated, retain)]))
     assert "fact_f" not in tofu_eval(memorised, tok, forget=[_item("Who wrote the letter?", "Mara Quell", "Quell",
                                                                    ["x"])], retain=retain[:1], max_new_tokens=8)
+
+
+# ---------------------------------------------------------------- edges found by mutation testing of scoring.py
+
+def _message(fn, *args, **kwargs):
+    with pytest.raises(ObliviateError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_scoring_error_messages_are_exact(model, tok):
+    from types import SimpleNamespace
+    from obliviate.text.scoring import _batches, _pad_id
+    assert _message(answer_logprobs, model, tok, "q", ["a"]) == "prompts must be a list of strings"
+    assert _message(answer_logprobs, model, tok, ["q"], [3]) == "answers must be a list of strings"
+    assert _message(text_logprobs, model, tok, ["a", None]) == "texts must be a list of strings"
+    assert _message(greedy_generate, model, tok, "a") == "prompts must be a list of strings"
+    assert _message(answer_logprobs, model, tok, ["q", "r"], ["a"]) == "got 2 prompts but 1 answers"
+    assert _message(answer_logprobs, model, tok, ["q"], [""]) == "answer 0 is empty: nothing to score"
+    assert _message(list, _batches([3, 1], 0)) == "batch_size must be at least 1, not 0"
+    assert _message(_pad_id, SimpleNamespace(pad_token_id=None, eos_token_id=None)) == \
+        "the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token"
+
+
+def test_pad_id_and_max_positions_read_the_right_fields():
+    from types import SimpleNamespace
+    from obliviate.text.scoring import _pad_id, max_positions
+    assert _pad_id(SimpleNamespace(pad_token_id=5, eos_token_id=0)) == 5
+    assert _pad_id(SimpleNamespace(pad_token_id=None, eos_token_id=7)) == 7
+    as_model = lambda **cfg: SimpleNamespace(config=SimpleNamespace(**cfg))  # noqa: E731
+    assert max_positions(as_model(n_positions=1)) == 1
+    assert max_positions(as_model(n_positions=0, max_position_embeddings=9)) == 9
+    assert max_positions(as_model(n_positions=12)) == 12
+    assert max_positions(as_model()) is None
+
+
+def test_long_prompts_lose_their_beginning_and_long_answers_are_refused(model, tok):
+    """128 positions: a prompt + answer longer than that keeps the prompt's last tokens; exactly 128 is scored whole;
+    an answer of 128 tokens leaves no room for a prompt."""
+    answer = " the quick brown fox"
+    a = tok(answer, add_special_tokens=False)["input_ids"]
+    words = "To be, or not to be, that is the question. " * 40
+    prompt_ids = tok(words)["input_ids"][:200]
+    prompt = tok.decode(prompt_ids)
+    p = tok(prompt)["input_ids"]
+    assert len(p) + len(a) > 128
+    kept = p[len(p) + len(a) - 128:]
+    brute = _brute_logprobs(model, kept + a)
+    expected = np.array([brute[len(kept) - 1 + j, t].item() for j, t in enumerate(a)])
+    np.testing.assert_allclose(answer_logprobs(model, tok, [prompt], [answer])[0], expected, atol=1e-4)
+    exact = tok.decode(p[:128 - len(a)])
+    assert len(tok(exact)["input_ids"]) + len(a) == 128
+    whole = tok(exact)["input_ids"]
+    brute = _brute_logprobs(model, whole + a)
+    expected = np.array([brute[len(whole) - 1 + j, t].item() for j, t in enumerate(a)])
+    np.testing.assert_allclose(answer_logprobs(model, tok, [exact], [answer])[0], expected, atol=1e-4)
+    long_answer = tok.decode((a * 64)[:128])
+    n = len(tok(long_answer, add_special_tokens=False)["input_ids"])
+    assert n >= 128
+    assert _message(answer_logprobs, model, tok, ["q"], [long_answer]) == \
+        f"answer 0 has {n} tokens; the model takes at most 128 positions"
+
+
+def test_text_scores_truncate_to_the_model_or_to_max_length(model, tok):
+    long_text = "To be, or not to be, that is the question. " * 40
+    n = len(tok(long_text)["input_ids"])
+    assert n > 128
+    assert len(text_logprobs(model, tok, [long_text])[0]) == 127  # the model's 128 positions, first token unscored
+    assert len(text_logprobs(model, tok, [long_text], max_length=9)[0]) == 8
+    assert len(text_token_stats(model, tok, [long_text], max_length=9)[0][0]) == 8
+    assert _message(text_logprobs, model, tok, ["a b c"], max_length=1) == "max_length must be at least 2, not 1"
+    assert len(text_logprobs(model, tok, ["To be or"], max_length=2)[0]) == 1  # 2 is allowed
+    one = "a"
+    assert len(tok(one)["input_ids"]) == 1
+    assert _message(text_logprobs, model, tok, [one]) == "text 0 ('a') has fewer than two tokens: nothing to score"
+
+
+def test_a_prompt_just_too_long_is_cut_by_the_excess(model, tok):
+    """prompt + answer = 130 tokens with a 4-token answer: the prompt loses its first 2 tokens (not 0, not 130 - 4)."""
+    answer = " the quick brown fox"
+    a = tok(answer, add_special_tokens=False)["input_ids"]
+    words = "To be, or not to be, that is the question. " * 40
+    ids = tok(words)["input_ids"]
+    prompt = tok.decode(ids[:128 - len(a) + 2])
+    p = tok(prompt)["input_ids"]
+    assert len(p) + len(a) == 130 and len(p) - len(a) <= 128
+    kept = p[2:]
+    brute = _brute_logprobs(model, kept + a)
+    expected = np.array([brute[len(kept) - 1 + j, t].item() for j, t in enumerate(a)])
+    np.testing.assert_allclose(answer_logprobs(model, tok, [prompt], [answer])[0], expected, atol=1e-4)
+
+
+def test_answer_token_stats_are_moments_at_the_answer_positions(model, tok):
+    prompts = ["Question: Who wrote the letter?\nAnswer:", "The quick", "", "To be, or not"]
+    answers = [" Mara Quell", " brown fox jumps", " A rose", " to be"]
+    stats = answer_token_stats(model, tok, prompts, answers, batch_size=3)
+    for prompt, answer, s in zip(prompts, answers, stats):
+        p_ids = tok(prompt)["input_ids"] or [tok.bos_token_id]  # an empty prompt starts from bos
+        a_ids = tok(answer, add_special_tokens=False)["input_ids"]
+        logp = _brute_logprobs(model, p_ids + a_ids)[len(p_ids) - 1:]
+        p = logp.exp()
+        mu = (p * logp).sum(-1)
+        sigma = ((p * (logp - mu[:, None]) ** 2).sum(-1)).sqrt()
+        np.testing.assert_allclose(s.logprobs, [logp[j, t].item() for j, t in enumerate(a_ids)], atol=1e-5)
+        np.testing.assert_allclose(s.mu, mu.numpy(), atol=1e-5)
+        np.testing.assert_allclose(s.sigma, sigma.numpy(), atol=1e-4)
+    np.testing.assert_allclose(stats[0].logprobs, answer_logprobs(model, tok, prompts[:1], answers[:1])[0], atol=1e-6)
+    long_prompt = "To be, or not to be, that is the question. " * 40  # cut to the model's positions, as for log-probs
+    long = answer_token_stats(model, tok, [long_prompt], [" the quick brown fox"])[0]
+    np.testing.assert_allclose(long.logprobs, answer_logprobs(model, tok, [long_prompt], [" the quick brown fox"])[0],
+                               atol=1e-5)
