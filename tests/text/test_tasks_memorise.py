@@ -1,7 +1,6 @@
 """Each offline task separates the target from the gold model: the target states what the forget set taught it and
 the gold model, which never saw the forget set, does not (a benchmark whose gold model knows the forget set, or whose
 target does not, cannot rank unlearning methods)."""
-import pytest
 
 from obliviate.text.family import TextFamily
 
