@@ -83,27 +83,6 @@ def test_answer_logprobs_match_brute_force(model, tok):
         np.testing.assert_allclose(s, b.logprobs, atol=1e-5)
 
 
-def _manual_greedy(model, tok, prompt, steps):
-    ids = tok(prompt)["input_ids"]
-    new = []
-    with torch.no_grad():
-        for _ in range(steps):
-            nxt = int(model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
-            if nxt == tok.eos_token_id:
-                break
-            new.append(nxt)
-    return tok.decode(new, skip_special_tokens=True)
-
-
-def test_greedy_generate_equals_manual_argmax_loop(model, tok):
-    prompts = ["The quick", "Question: Who wrote the letter?\nAnswer:", "A", "To be, or not to be, that"]
-    got = greedy_generate(model, tok, prompts, max_new_tokens=7, batch_size=3)
-    assert got == [_manual_greedy(model, tok, p, 7) for p in prompts]
-    stop = got[0][2:4]
-    cut = greedy_generate(model, tok, prompts[:1], max_new_tokens=7, stop=stop)[0]
-    assert cut == got[0].split(stop)[0] and stop not in cut
-
-
 def _manual_greedy_ids(model, tok, ids, steps):
     new = []
     with torch.no_grad():
@@ -113,6 +92,19 @@ def _manual_greedy_ids(model, tok, ids, steps):
                 break
             new.append(nxt)
     return tok.decode(new, skip_special_tokens=True)
+
+
+def _manual_greedy(model, tok, prompt, steps):
+    return _manual_greedy_ids(model, tok, tok(prompt)["input_ids"], steps)
+
+
+def test_greedy_generate_equals_manual_argmax_loop(model, tok):
+    prompts = ["The quick", "Question: Who wrote the letter?\nAnswer:", "A", "To be, or not to be, that"]
+    got = greedy_generate(model, tok, prompts, max_new_tokens=7, batch_size=3)
+    assert got == [_manual_greedy(model, tok, p, 7) for p in prompts]
+    stop = got[0][2:4]
+    cut = greedy_generate(model, tok, prompts[:1], max_new_tokens=7, stop=stop)[0]
+    assert cut == got[0].split(stop)[0] and stop not in cut
 
 
 def test_greedy_generate_limits_defaults_and_edges(model, tok):
