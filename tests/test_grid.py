@@ -239,3 +239,24 @@ def test_mlflow_mirrors_every_new_row(tmp_path, capsys):
     assert mirrored.data.metrics["acc_forget"] == pytest.approx(row["metrics"]["acc_forget"])
     assert mirrored.data.params["params.alpha"] == str(row["params"]["alpha"])
     assert mirrored.data.tags["config_hash"] == row["config_hash"]
+
+
+def test_thread_count_and_evaluation_data_are_part_of_the_row_id(monkeypatch):
+    from obliviate.grid import GridOptions, make_plan
+    from obliviate.text import data as text_data
+    from obliviate.text.family import TextFamily
+    from obliviate.vision.family import VisionFamily
+
+    def ids(family, threads=2):
+        plan = make_plan(family, GridOptions(methods=["ga" if family.name == "text" else "finetune"],
+                                             forgets=["forget10" if family.name == "text" else "random:0.1"],
+                                             threads=threads))
+        return [job.run_id for cell in plan.cells for job in cell.jobs]
+
+    vision = VisionFamily(dataset="digits")
+    assert ids(vision, 1) != ids(vision, 2) and ids(vision, 2) == ids(vision, 2)
+    text = TextFamily(task="authors", overrides=["task.n_authors=6", "task.n_holdout=2"])
+    before = ids(text)
+    # the same training data evaluated with other wrong answers is another configuration
+    monkeypatch.setattr(text_data, "_wrong_values", lambda author, attr, rng, n, taken: ["x"] * n)
+    assert ids(text) != before

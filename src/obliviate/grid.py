@@ -4,8 +4,9 @@ A family (classifiers, language models, CLIP-style models) supplies a :class:`Fa
 the reference models of a cell (original/gold, target/gold), trains or loads them, runs one method, and draws its
 tables. The engine owns everything a row promises:
 
-- **identity**: a row's id ends in a hash of its full resolved configuration (the family's common settings, the cell's
-  data -- e.g. a hash of the forget set's indices -- the seed, the method and its resolved hyperparameters), so a changed
+- **identity**: a row's id ends in a hash of its full resolved configuration (the family's common settings and the
+  thread count, the cell's data -- e.g. a hash of the forget set's indices, or of a language-model task's evaluation
+  items -- the seed, the method and its resolved hyperparameters), so a changed
   setting is a new row and never the old one handed back;
 - **resume and retries**: finished rows are kept, failed rows are retried (``retry_failed=False`` keeps them),
   damaged rows are moved aside and redone;
@@ -180,7 +181,8 @@ class Plan:
 def make_plan(family: Family, options: GridOptions) -> Plan:
     """Check everything and compute every row id, before any work."""
     options.check()
-    common = family.resolve()
+    # the thread count is part of the configuration: CPU results differ (in the last bits) between thread counts
+    common = {**family.resolve(), "threads": options.threads}
     methods = family.expand_methods(options.methods)
     if not methods:
         raise ObliviateError("give at least one method (or `all`)")

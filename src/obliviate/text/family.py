@@ -140,8 +140,8 @@ class TextFamily(Family):
     def cell_identity(self, seed: int, forget: str) -> dict:
         task = make_task(self.task, forget, seed=seed, **self._settings()["options"])  # bad specs, missing files
         return {**task.fingerprint("target"), "forget_examples": _digest(task.forget_examples),
-                "n_forget": len(task.forget_examples), "n_retain": len(task.retain_examples),
-                "n_holdout": len(task.holdout_examples)}
+                "evaluation": _evaluation_digest(task), "n_forget": len(task.forget_examples),
+                "n_retain": len(task.retain_examples), "n_holdout": len(task.holdout_examples)}
 
     def open_cell(self, seed: int, forget: str) -> "TextCell":
         from ..loop import Loop
@@ -162,6 +162,16 @@ class TextFamily(Family):
     def write_tables(self, store, rows: List[dict]) -> None:
         from .tables import write_tables
         write_tables(store, rows)
+
+
+def _evaluation_digest(task) -> str:
+    """What the metrics read beyond the training data (questions with their paraphrased and perturbed answers,
+    verbatim probes, utility sets): a change there changes the row ids."""
+    from ..store import config_hash
+    qa = lambda items: [q.as_dict() for q in items]  # noqa: E731
+    return config_hash({"forget_qa": qa(task.forget_qa), "retain_qa": qa(task.retain_qa),
+                        "verbmem": [list(v) for v in task.verbmem],
+                        "utility": {k: qa(v) for k, v in sorted(task.utility_sets.items())}}, 16)
 
 
 def _digest(examples) -> str:
