@@ -175,3 +175,17 @@ def test_a_new_study_starts_from_the_preset_it_replaces(tmp_path):
     want = create("boundary-expand", **load_preset("digits", "cnn", "random")["methods"]["boundary-expand"]).params()
     assert optuna.load_study(study_name=name, storage=storage).trials[0].params == \
         {"lr": want["lr"], "epochs": want["epochs"]}
+
+
+def test_every_searched_name_is_a_setting_of_its_method():
+    # a misspelt key would be passed to the method and fail (or be ignored) only at tuning time
+    from obliviate.vision.methods import create
+    from obliviate.vision.tune import SPACES, space_for
+    for kind in ("random", "class"):
+        for method in SPACES:
+            space = space_for(method, kind)
+            params = create(method).params()
+            assert set(space) <= set(params), (method, kind, set(space) - set(params))
+    # on classes the methods that train on D_r also search their batch size (BatchNorm statistics; see tune.py)
+    assert "batch_size" in space_for("random-label", "class") and "batch_size" not in space_for("random-label", "random")
+    assert "retain_batch_size" in space_for("scrub", "class")
