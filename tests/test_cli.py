@@ -1,5 +1,6 @@
 """The command line end to end on a tiny configuration, and its error messages."""
 import json
+import os
 
 import pytest
 
@@ -64,3 +65,14 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and "Traceback" not in err
+
+
+def test_no_progress_also_quiets_the_hugging_face_bars(monkeypatch, capsys):
+    # transformers reads HF_HUB_DISABLE_PROGRESS_BARS when imported; the flag must set it before any command runs
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")   # recorded, so the test leaves the variable as it was
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+    assert main(["unlearn", "--dataset", "no-such-dataset", "--no-progress"]) == 2
+    assert os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1"
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    main(["unlearn", "--dataset", "no-such-dataset"])
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import ObliviateError
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "no_progress", False):
+        # transformers and huggingface_hub read this when imported (e.g. the "Writing model shards" bars of a save)
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     try:
         return int(args.func(args) or 0)
     except ObliviateError as e:
