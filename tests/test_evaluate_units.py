@@ -183,7 +183,7 @@ def test_class_forgetting_scores_the_forgotten_and_kept_test_classes(spec, model
     assert hit[gone].mean() != hit[~gone].mean()
 
 
-def test_evaluate_feeds_each_metric_its_models_and_splits(task, models):
+def test_evaluate_gives_each_metric_its_models_and_splits(task, models):
     model, original, gold = models
     loop = CountingLoop()
     cache = LogitsCache(task, loop)
