@@ -361,3 +361,28 @@ def test_best_epoch_keeps_a_copy_of_the_chosen_state(monkeypatch):
         model.weight.fill_(2.0)    # training goes on in place after the offer
     keeper.offer(1, model, 0.5, loop=None)
     assert keeper.epoch == 0 and torch.equal(keeper.state["weight"], torch.ones(1, 2))
+
+
+def test_the_final_state_can_be_the_kept_one(class_task, class_original):
+    # one epoch: the original (epoch 0) and the trained final state (epoch 1), which forgets more within the tolerance
+    loop = SpyLoop()
+    method = LoTUS(epochs=1, lr=0.1, batch_size=8, retain_tolerance=1.0)
+    model = run(method, class_original, class_task, loop)
+    assert method.history_[1]["acc_forget"] < method.history_[0]["acc_forget"]
+    assert method.chosen_epoch_ == 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loop.snapshots[1].state_dict()[k])
+
+
+@pytest.mark.parametrize("augment", [None, lambda x: x + 0.5])
+def test_the_teacher_runs_once_per_sample_without_augmentation(augment):
+    # documented speed-up: with no augmentation the frozen teacher's logits are computed once, not once per epoch
+    task = toy_task(augment=augment)
+    model = original_for(task)
+    seen = []
+    # deepcopy keeps the hook, so it fires in the teacher too; the teacher is the copy whose weights are frozen
+    model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])) if not m.weight.requires_grad else None)
+    method = LoTUS(epochs=3, batch_size=16, keep_best=False)
+    run(method, model, task, SpyLoop())
+    n = len(task.forget_idx) + round(0.3 * len(task.retain_idx))
+    assert sum(seen) == len(task.unseen_idx) + (n if augment is None else 3 * n)
