@@ -39,8 +39,8 @@ bench-vlm: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# Mutation testing (mutmut, dev extra) of the classifier and language-model metrics, LM scoring and NPO; not part of
-# `make test`.
+# Mutation testing (mutmut, dev extra) of the classifier and language-model metrics, classifier evaluation, LoTUS,
+# LM scoring and NPO; not part of `make test`.
 # Survivors are listed by `mutmut results`; docs/mutants.md says which are killed and which are equivalent.
 mutants: $(STAMP)
 	$(VENV)/bin/mutmut run --max-children 2
