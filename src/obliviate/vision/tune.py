@@ -77,7 +77,10 @@ KIND_SPACES: Dict[str, Dict[str, Dict[str, tuple]]] = {
         "lotus": {"lr": ("log", 1e-4, 1e-2), "epochs": ("int", 3, 15), "class_alpha": ("cat", [8.0, 16.0, 32.0]),
                   "retain_fraction": ("cat", [0.3, 0.6, 1.0])},
         **{m: {**SPACES[m], "batch_size": BATCHES} for m in _BATCHED},
-        "scrub": {**SPACES["scrub"], "retain_batch_size": BATCHES},
+        # wider on classes, where the 3-seed MNIST-1D studies put their best trials on the edge of the space:
+        # Bad Teacher at 20 epochs (a class forget set is a few batches per epoch), SCRUB at lr 1.2-1.9e-4
+        "bad-teacher": {**SPACES["bad-teacher"], "epochs": ("int", 1, 40), "batch_size": BATCHES},
+        "scrub": {**SPACES["scrub"], "lr": ("log", 1e-5, 1e-1), "retain_batch_size": BATCHES},
     },
 }
 
