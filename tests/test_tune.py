@@ -189,3 +189,20 @@ def test_every_searched_name_is_a_setting_of_its_method():
     # on classes the methods that train on D_r also search their batch size (BatchNorm statistics; see tune.py)
     assert "batch_size" in space_for("random-label", "class") and "batch_size" not in space_for("random-label", "random")
     assert "retain_batch_size" in space_for("scrub", "class")
+
+
+@pytest.mark.parametrize("dataset", ["mnist1d", "digits", "mnist"])
+@pytest.mark.parametrize("kind", ["random", "class"])
+def test_shipped_presets_cover_every_tunable_method_with_valid_values(dataset, kind):
+    # part of the contract: a tuned preset per (dataset, cnn, forget kind) for every method, each value accepted
+    from importlib import resources
+    from obliviate.presets import load_preset
+    from obliviate.vision.methods import create
+    from obliviate.vision.tune import SPACES
+    text = (resources.files("obliviate") / "presets" / f"{dataset}-cnn-{kind}.yaml").read_text()
+    assert text.startswith("# Written by `obliviate tune`")
+    own = yaml.safe_load(text)["methods"]
+    assert set(own) == set(SPACES), set(SPACES) ^ set(own)
+    for method, values in load_preset(dataset, "cnn", kind)["methods"].items():
+        params = create(method, **values).params()
+        assert all(params[k] == v for k, v in values.items()), method
