@@ -68,7 +68,7 @@ SPACES: Dict[str, Dict[str, tuple]] = {
 # still come from the forgotten class, which costs the kept classes 3-4 points of held-out accuracy at any learning
 # rate. Smaller batches give the D_r pass more steps.
 BATCHES = ("cat", [32, 64, 128, 256])
-_BATCHED = ("finetune", "l1-sparse", "neggrad", "neggrad+", "random-label", "salun", "bad-teacher", "unsir")
+_BATCHED = ("finetune", "l1-sparse", "neggrad", "neggrad+", "random-label", "salun", "unsir")  # + bad-teacher, scrub below
 
 # Per forget kind, a method's space where it differs: LoTUS on classes uses class_alpha (the paper's appendix), not
 # alpha, and keeps its best epoch (epochs is then a budget), so its retain subset's size is searched instead.
