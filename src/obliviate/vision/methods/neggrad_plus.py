@@ -48,6 +48,10 @@ class NegGradPlus(Method):
     Hyperparameters (CIFAR-10 / ResNet-18 defaults): beta=0.95, epochs=10, lr=0.01, batch_size=128, seed=0; the
     optimiser is plain SGD (momentum=0.0, weight_decay=0.0), as in the SCRUB reference code's ``negative_grad``.
 
+    The network trains in train mode, as in the SCRUB reference code's ``train_negrad`` (its large-scale
+    experiments); its small-scale notebooks' ``run_neggrad_epoch`` trains in eval mode (BatchNorm statistics frozen).
+    The paper does not say which.
+
     Differs from the LoTUS reference code, which negates the gradients before ``backward()`` and so performs plain
     descent on the forget loss; here the forget term enters the loss with a minus sign.
 
