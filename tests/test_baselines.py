@@ -401,7 +401,9 @@ def test_influence_moves_weights_along_the_inverse_fisher_times_v(digits_task, d
 
 @pytest.mark.parametrize("name, bad", [("salun", dict(threshold=0.0)), ("scrub", dict(epochs=2, msteps=3)),
                                        ("ssd", dict(alpha=0.0)), ("influence", dict(damping=0.0)),
-                                       ("unsir", dict(noise_size=0))])
+                                       ("unsir", dict(noise_size=0)), ("bad-teacher", dict(temperature=-4.0)),
+                                       ("bad-teacher", dict(retain_fraction=1.5)), ("scrub", dict(temperature=0.0)),
+                                       ("lotus", dict(retain_fraction=0.0))])
 def test_bad_hyperparameters_fail_before_any_work(name, bad):
     with pytest.raises(ObliviateError):
         create(name, **bad)

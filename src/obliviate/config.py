@@ -36,6 +36,8 @@ RANGES: Dict[str, tuple] = {
     "n_positions": (">= 2", lambda v: v >= 2),
     "vocab_size": (">= 16", lambda v: v >= 16),
     "steps": (">= 1", lambda v: v >= 1),
+    "temperature": ("> 0", lambda v: v > 0),
+    "fraction": ("in (0, 1]", lambda v: 0 < v <= 1),
 }
 # Fields whose name contains these words are counts of passes that may legitimately be 0 (e.g. warm-up epochs).
 ZERO_OK_PREFIXES = ("warmup_", "extra_", "min_")
