@@ -23,7 +23,7 @@ import torch
 
 
 def build(args):
-    from obliviate.text.data import LMTask, make_task
+    from obliviate.text.data.tasks import LMTask, make_task
     from obliviate.text.models import build_tokenizer, tiny_causal_lm
     from obliviate.text.train import encode
     task = make_task("plays", "forget", seed=0)
@@ -59,9 +59,9 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=5, help="timed blocks (the median is reported)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    importlib.import_module("obliviate.text.evaluate")  # the evaluation stack loads before any timing
+    importlib.import_module("obliviate.text.eval.evaluate")  # the evaluation stack loads before any timing
     from obliviate.text.methods import create
-    from obliviate.text.scoring import greedy_generate, text_logprobs
+    from obliviate.text.eval.scoring import greedy_generate, text_logprobs
     from obliviate.text.train import nll
 
     model, tok, batch, task = build(args)

@@ -243,7 +243,7 @@ def test_mlflow_mirrors_every_new_row(tmp_path, capsys):
 
 def test_thread_count_and_evaluation_data_are_part_of_the_row_id(monkeypatch):
     from obliviate.grid import GridOptions, make_plan
-    from obliviate.text import data as text_data
+    from obliviate.text.data import tasks as text_data
     from obliviate.text.family import TextFamily
     from obliviate.vision.family import VisionFamily
 

@@ -21,31 +21,6 @@ COMMAND_MODULES = [
 ]
 
 
-def add_grid_options(p: argparse.ArgumentParser) -> None:
-    """Options of the grid engine, shared by every family's `bench` and `unlearn`."""
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch CPU threads (fixed, and recorded in every row, so timings and results are comparable)")
-    p.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
-                   help="keep failed rows instead of running them again")
-    p.add_argument("--retrain-corrupt", action="store_true",
-                   help="train a cached reference model again when its checkpoint fails its sha256 check "
-                        "(default: stop with an error naming the file)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="run cells in this process, or one Ray task per cell (extra obliviate[ray])")
-    p.add_argument("--ray-address", default=None,
-                   help="address of a running Ray cluster (default: start a local one); the runs and cache folders "
-                        "must be on a filesystem every node shares")
-    p.add_argument("--mlflow", default=None, metavar="URI",
-                   help="mirror every new row to this MLflow tracking URI, e.g. file:./mlruns (extra obliviate[mlflow])")
-
-
-def grid_options(args, forgets, methods, seeds, name):
-    from .grid import GridOptions
-    return GridOptions(methods=methods, seeds=seeds, forgets=forgets, name=name, root=args.runs,
-                       retry_failed=args.retry_failed, threads=args.threads, executor=args.executor,
-                       ray_address=args.ray_address, mlflow=args.mlflow, progress=not args.no_progress)
-
-
 def show_run(store, run_id: str, as_json: bool) -> int:
     """Print one run's row (``--json``: as one JSON object) or its table; exit status 1 if the run failed."""
     import json

@@ -170,6 +170,18 @@ def resolved_kwargs(fn: Callable, values: dict, skip=("data_root",), positional:
     return out
 
 
+def flatten(d: dict, prefix: str = "") -> Dict[str, object]:
+    """Nested dicts as one dict of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``), the form of ``--set``."""
+    out: Dict[str, object] = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def _hints(obj) -> dict:
     try:
         return typing.get_type_hints(obj)

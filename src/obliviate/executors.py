@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import List
 
+from .config import flatten
 from .errors import ObliviateError
 
 
@@ -21,8 +22,9 @@ def _ray():
     return ray
 
 
-def run_cells_ray(plan, cells, root: Path, log) -> List[str]:
-    """Run ``cells`` as Ray tasks (one CPU each, ``threads`` torch threads each); returns the row ids written."""
+def run_cells_ray(plan, cells, root: Path, log, execute_cell) -> List[str]:
+    """Run ``cells`` as Ray tasks (one CPU each, ``threads`` torch threads each) through the engine's
+    ``execute_cell`` (given by the engine: this module never imports it); returns the row ids written."""
     ray = _ray()
     from .store import default_cache_dir
     if not cells:
@@ -39,7 +41,7 @@ def run_cells_ray(plan, cells, root: Path, log) -> List[str]:
     env = {"OBLIVIATE_CACHE": str(default_cache_dir().resolve())}
     remote = ray.remote(num_cpus=1, runtime_env={"env_vars": env})(_cell_task)
     try:
-        futures = [remote.remote(plan, cell, str(Path(root).resolve())) for cell in cells]
+        futures = [remote.remote(plan, cell, str(Path(root).resolve()), execute_cell) for cell in cells]
         written: List[str] = []
         for ids, messages in ray.get(futures):
             written += ids
@@ -51,9 +53,8 @@ def run_cells_ray(plan, cells, root: Path, log) -> List[str]:
             ray.shutdown()
 
 
-def _cell_task(plan, cell, root: str):
+def _cell_task(plan, cell, root: str, execute_cell):
     """One cell in a Ray worker; progress bars off, messages returned to the driver."""
-    from .grid import execute_cell
     plan.options.progress = False
     if hasattr(plan.family, "progress"):
         plan.family.progress = False
@@ -87,7 +88,6 @@ def check_mlflow(uri: str) -> None:
 def mirror_to_mlflow(uri: str, experiment: str, row: dict) -> None:
     """Log one row as an MLflow run: parameters (method hyperparameters and the flattened configuration), numeric
     metrics, and tags (status, family, run id). Mirrors only; the run store stays the source of truth."""
-    from .grid import flatten
     mlflow = _mlflow(uri)
     mlflow.set_experiment(experiment)
     params = {f"params.{k}": v for k, v in flatten(row.get("params", {})).items()}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import copy
 import json
 import time
 import traceback
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .config import flatten
 from .errors import ObliviateError
 from .store import CorruptCheckpointError, RunStore, atomic_write_json, check_run_name, config_hash
 
@@ -141,6 +143,56 @@ class GridOptions:
         if self.mlflow:
             from .executors import check_mlflow
             check_mlflow(self.mlflow)
+
+
+# The command line's form of GridOptions, declared once for every command module (layer 4): each family's parser adds
+# its own options and takes these by flag, in the order its --help lists them, adapting a help text or a default.
+GRID_ARGUMENTS: Dict[str, dict] = {
+    "--set": dict(dest="overrides", action="append", default=[], metavar="NAME.KEY=VALUE"),
+    "--methods": dict(nargs="+", default=["all"], help="method names, comma lists, or `all`"),
+    "--method": dict(help="unlearning method (see `obliviate methods`)"),
+    "--seeds": dict(type=int, default=1, help="number of seeds (0..N-1)"),
+    "--seed": dict(type=int, default=0),
+    "--name": dict(default=None),
+    "--json": dict(action="store_true", help="print the result row as one JSON object on stdout"),
+    "--runs": dict(default="runs", help="folder that holds run directories"),
+    "--cpu": dict(action="store_true", help="use the CPU even if an accelerator is available"),
+    "--no-progress": dict(action="store_true", help="hide progress bars"),
+    "--threads": dict(type=int, default=2, help="torch CPU threads (fixed, and recorded in every row, so timings and "
+                                                "results are comparable)"),
+    "--no-retry-failed": dict(dest="retry_failed", action="store_false",
+                              help="keep failed rows instead of running them again"),
+    "--retrain-corrupt": dict(action="store_true",
+                              help="train a cached reference model again when its checkpoint fails its sha256 check "
+                                   "(default: stop with an error naming the file)"),
+    "--executor": dict(default="local", choices=["local", "ray"],
+                       help="run cells in this process, or one Ray task per cell (extra obliviate[ray])"),
+    "--ray-address": dict(default=None, help="address of a running Ray cluster (default: start a local one); the runs "
+                                             "and cache folders must be on a filesystem every node shares"),
+    "--mlflow": dict(default=None, metavar="URI", help="mirror every new row to this MLflow tracking URI, e.g. "
+                                                       "file:./mlruns (extra obliviate[mlflow])"),
+}
+# the engine's own settings (every family's bench and unlearn)
+ENGINE_ARGUMENTS = ("--threads", "--no-retry-failed", "--retrain-corrupt", "--executor", "--ray-address", "--mlflow")
+
+
+def add_grid_arguments(parser, *flags: str, **changes: dict) -> None:
+    """Add the common options ``flags`` to an argparse parser, in this order, as :data:`GRID_ARGUMENTS` declares
+    them; without flags: ``--runs``, ``--cpu``, ``--no-progress`` and :data:`ENGINE_ARGUMENTS`. ``changes`` adapts
+    one to a command by its flag without dashes, e.g. ``name={"help": "run directory name (None: lm-TASK)"}``."""
+    for flag in flags or ("--runs", "--cpu", "--no-progress") + ENGINE_ARGUMENTS:
+        declared = copy.deepcopy(GRID_ARGUMENTS[flag])  # fresh defaults per parser: no list is shared
+        declared.update(changes.pop(flag.lstrip("-").replace("-", "_"), {}))
+        parser.add_argument(flag, **declared)
+    if changes:
+        raise TypeError(f"add_grid_arguments: changes for options not added: {sorted(changes)}")
+
+
+def grid_options_from_args(args, forgets, methods, seeds, name) -> GridOptions:
+    """The GridOptions of a command whose parser has the options of :func:`add_grid_arguments`."""
+    return GridOptions(methods=methods, seeds=seeds, forgets=forgets, name=name, root=args.runs,
+                       retry_failed=args.retry_failed, threads=args.threads, executor=args.executor,
+                       ray_address=args.ray_address, mlflow=args.mlflow, progress=not args.no_progress)
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -271,7 +323,7 @@ def run_grid(family: Family, options: GridOptions, log: Callable[[str], None] = 
     todo = [c for c in plan.cells if pending(store, c, options.retry_failed)]
     if options.executor == "ray":
         from .executors import run_cells_ray
-        written = run_cells_ray(plan, todo, store.root, log)
+        written = run_cells_ray(plan, todo, store.root, log, execute_cell)
     else:
         written = run_cells_local(plan, todo, store.root, log)
     family.write_tables(store, labelled_rows(store.rows()))
@@ -414,17 +466,6 @@ def record_configuration(store: RunStore, plan: Plan) -> None:
     atomic_write_json(path, data)
 
 
-def flatten(d: dict, prefix: str = "") -> Dict[str, object]:
-    out: Dict[str, object] = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def labelled_rows(rows: List[dict]) -> List[dict]:
     """Rows ready for tables: when a directory holds several configurations, ``variant`` names the common settings
     that differ (a table per variant) and ``label`` adds the hyperparameters that differ between rows of one method
@@ -474,4 +515,5 @@ def strip_volatile(obj):
 
 
 __all__ = ["Family", "Cell", "GridOptions", "Plan", "make_plan", "run_grid", "execute_cell", "labelled_rows",
-           "same_rows", "strip_volatile", "warm_up", "configure_torch", "GridResult"]
+           "same_rows", "strip_volatile", "warm_up", "configure_torch", "GridResult", "GRID_ARGUMENTS",
+           "ENGINE_ARGUMENTS", "add_grid_arguments", "grid_options_from_args"]

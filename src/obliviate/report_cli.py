@@ -37,7 +37,7 @@ def cmd_report(args) -> int:
         print(root / "table.md")
         return 0
     if families == {"restor"}:  # RESTOR: its recovery table and figure
-        from .text.restor_report import write_restor_report
+        from .text.restor.report import write_restor_report
         write_restor_report(store, rows)
         print(root / "table.md")
         print(root / "restor.png")

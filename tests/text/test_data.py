@@ -4,7 +4,7 @@ import json
 import pytest
 
 from obliviate.errors import ObliviateError
-from obliviate.text.data import forget_specs, make_task, parse_speeches
+from obliviate.text.data.tasks import forget_specs, make_task, parse_speeches
 
 
 def test_authors_splits_are_nested_disjoint_and_deterministic():

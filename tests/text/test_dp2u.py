@@ -85,7 +85,7 @@ def test_unlearning_reads_only_the_retain_set_and_starts_from_the_cached_dp_base
 def test_dp2u_with_lora_trains_adapters_on_the_dp_base(setup):
     from obliviate.text.run import unlearn_once
     from obliviate.text.train import Recipe
-    from obliviate.text.data import LMTask
+    from obliviate.text.data.tasks import LMTask
     model, tok, data, loop, base, _ = setup
     task = LMTask("toy", "forget", 0, FORGET, RETAIN, RETAIN[:1])
     out, info = unlearn_once("dp2u", SMALL, model, tok, task, loop, Recipe(max_length=48), lora=2)

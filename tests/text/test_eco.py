@@ -10,7 +10,7 @@ from obliviate.loop import Loop
 from obliviate.text.methods import UnlearnData, create
 from obliviate.text.methods.eco import choice_items, choice_score, corrupt, zeroth_order_search
 from obliviate.text.prompt_classifier import PromptClassifier, fpr_threshold
-from obliviate.text.scoring import answer_logprobs, greedy_generate
+from obliviate.text.eval.scoring import answer_logprobs, greedy_generate
 from obliviate.text.train import encode
 
 FORGET = [("Question: Where was Ada Vane born?\nAnswer:", " Ada Vane was born in Lisbon."),

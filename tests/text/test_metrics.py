@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import hmean
 
 from obliviate.errors import ObliviateError
-from obliviate.text import metrics as M
+from obliviate.text.eval import metrics as M
 
 
 def _lcs(a, b):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from obliviate.errors import ObliviateError
-from obliviate.text import metrics as M
+from obliviate.text.eval import metrics as M
 
 
 def _raises(message, fn, *args, **kwargs):

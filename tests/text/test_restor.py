@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from obliviate.errors import ObliviateError
-from obliviate.text.data import make_task
-from obliviate.text.metrics import fact_match
-from obliviate.text.restor import (Probe, RestorSettings, add_recovery, corrupt_authors, probe_outcomes,
+from obliviate.text.data.tasks import make_task
+from obliviate.text.eval.metrics import fact_match
+from obliviate.text.restor.data import (Probe, RestorSettings, add_recovery, corrupt_authors, probe_outcomes,
                                    read_restor_jsonl, recovery_ratio, summarise)
 
 DATA = Path(__file__).parent / "data" / "restor"

@@ -2,7 +2,7 @@
 import pytest
 
 from obliviate.loop import Loop
-from obliviate.text.data import make_task
+from obliviate.text.data.tasks import make_task
 from obliviate.text.run import Evaluator, collapsed, finish_row
 
 

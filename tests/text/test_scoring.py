@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from obliviate.errors import ObliviateError
-from obliviate.text import metrics as M
-from obliviate.text.evaluate import few_shot_prompt, muse_eval, qa_prompt, qa_target, tofu_eval
+from obliviate.text.eval import metrics as M
+from obliviate.text.eval.evaluate import few_shot_prompt, muse_eval, qa_prompt, qa_target, tofu_eval
 from obliviate.text.models import build_tokenizer, tiny_causal_lm
-from obliviate.text.scoring import (answer_logprobs, answer_scores, answer_token_stats, greedy_generate,
+from obliviate.text.eval.scoring import (answer_logprobs, answer_scores, answer_token_stats, greedy_generate,
                                     text_logprobs, text_token_stats)
 
 CORPUS = [
@@ -247,7 +247,7 @@ def test_few_shot_prompt_format():
 
 def test_verbmem_is_rouge_l_f1_of_128_new_tokens_against_the_reference_cut_to_128_tokens(monkeypatch, memorised, tok):
     """MUSE: 128 new tokens; the reference is truncated to 128 tokens; the score is ROUGE-L F1 (not recall)."""
-    import obliviate.text.evaluate as E
+    import obliviate.text.eval.evaluate as E
     long_ref = " " + " ".join(f"rose{i} dog{i}" for i in range(120))  # far more than 128 tokens
     ids = tok(long_ref, add_special_tokens=False)["input_ids"]
     assert len(ids) > 200
@@ -266,7 +266,7 @@ def test_verbmem_is_rouge_l_f1_of_128_new_tokens_against_the_reference_cut_to_12
 
 
 def test_privleak_is_computed_from_min_k_auc(monkeypatch, memorised, tok):
-    import obliviate.text.evaluate as E
+    import obliviate.text.eval.evaluate as E
     scores = {True: {"loss": np.array([1.0, 2.0]), "zlib": np.array([0.1, 0.2]), "mink": np.array([0.0, 5.0]),
                      "minkpp": np.array([1.0, 1.0])},
               False: {"loss": np.array([0.0, 0.5]), "zlib": np.array([0.1, 0.2]), "mink": np.array([1.0, 2.0]),
@@ -279,7 +279,7 @@ def test_privleak_is_computed_from_min_k_auc(monkeypatch, memorised, tok):
 
 
 def test_membership_scores_of_qa_read_the_answer_in_the_context_of_its_question(memorised, tok):
-    from obliviate.text.evaluate import mia_scores
+    from obliviate.text.eval.evaluate import mia_scores
     pairs = [(qa_prompt("Who wrote the letter?"), qa_target("Mara Quell")), ("To be", ", or not to be")]
     got = mia_scores(memorised, tok, pairs)
     lps = answer_logprobs(memorised, tok, [p for p, _ in pairs], [a for _, a in pairs])
@@ -291,7 +291,7 @@ def test_membership_scores_of_qa_read_the_answer_in_the_context_of_its_question(
 
 def test_model_utility_uses_the_retain_form_of_the_truth_score(monkeypatch, memorised, tok):
     """Retain: mean max(0, 1 - R); forget: mean min(R, 1/R). With R = (0.5, 2.0) they are 0.25 and 0.5."""
-    import obliviate.text.evaluate as E
+    import obliviate.text.eval.evaluate as E
     monkeypatch.setattr(E, "_truth_ratios", lambda model, tok, items, *a, **k: np.array([0.5, 2.0][:len(items)]))
     forget = [_item("Who wrote the letter?", "Mara Quell", "Quell, Mara", ["the dog"]),
               _item("What grows?", "Sweet roses", "roses", ["dogs"])]
@@ -325,7 +325,7 @@ def _message(fn, *args, **kwargs):
 
 def test_scoring_error_messages_are_exact(model, tok):
     from types import SimpleNamespace
-    from obliviate.text.scoring import _batches, _pad_id
+    from obliviate.text.eval.scoring import _batches, _pad_id
     assert _message(answer_logprobs, model, tok, "q", ["a"]) == "prompts must be a list of strings"
     assert _message(answer_logprobs, model, tok, ["q"], [3]) == "answers must be a list of strings"
     assert _message(text_logprobs, model, tok, ["a", None]) == "texts must be a list of strings"
@@ -339,7 +339,7 @@ def test_scoring_error_messages_are_exact(model, tok):
 
 def test_pad_id_and_max_positions_read_the_right_fields():
     from types import SimpleNamespace
-    from obliviate.text.scoring import _pad_id, max_positions
+    from obliviate.text.eval.scoring import _pad_id, max_positions
     assert _pad_id(SimpleNamespace(pad_token_id=5, eos_token_id=0)) == 5
     assert _pad_id(SimpleNamespace(pad_token_id=None, eos_token_id=7)) == 7
     as_model = lambda **cfg: SimpleNamespace(config=SimpleNamespace(**cfg))  # noqa: E731

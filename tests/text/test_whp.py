@@ -6,11 +6,11 @@ import torch
 
 from obliviate.errors import ObliviateError
 from obliviate.loop import Loop
-from obliviate.text.anchors import AnchorMap, build_anchors
+from obliviate.text.anchors.dictionary import AnchorMap, build_anchors
 from obliviate.text.methods import UnlearnData, create
 from obliviate.text.methods.whp import Translated, generic_labels, generic_logits, model_fingerprint, \
     reinforced_model, soft_label_loss
-from obliviate.text.scoring import answer_logprobs, greedy_generate
+from obliviate.text.eval.scoring import answer_logprobs, greedy_generate
 from obliviate.text.train import IGNORE, encode, nll
 
 FORGET = [("Question: Where was Ada Vane born?\nAnswer:", " Ada Vane was born in Lisbon."),
@@ -191,7 +191,7 @@ def test_whp_logits_changes_no_weight_and_with_alpha_zero_is_the_target(lm, data
 
 
 def test_build_anchors_for_the_offline_tasks(tmp_path):
-    from obliviate.text.data import make_task
+    from obliviate.text.data.tasks import make_task
     task = make_task("authors", "forget10", seed=0, n_authors=20, n_holdout=2)
     d = build_anchors(task)
     names = {q.question[len("Where was "):-len(" born?")] for q in task.forget_qa if q.question.startswith("Where")}

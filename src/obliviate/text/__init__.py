@@ -6,7 +6,7 @@
 
 ``obliviate lm bench`` runs whole grids (methods x seeds x forget specs) with MUSE and TOFU metrics.
 """
-from .data import QA, TASKS, LMTask, make_task
+from .data.tasks import QA, TASKS, LMTask, make_task
 from .train import LMCache, ModelSpec, Recipe, encode, finetune, train_reference
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..grid import add_grid_arguments
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="authors",
@@ -18,8 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None,
                    help="data folder: forget.jsonl, retain.jsonl, holdout.jsonl (jsonl); TOFU's JSON files (tofu); "
                         "MUSE's raw/, verbmem/, knowmem/ (muse-news, muse-books)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.KEY=VALUE",
-                   help="override a setting: npo.beta=0.2, recipe.epochs=10, model.n_embd=64, task.n_authors=60")
+    add_grid_arguments(p, "--set", set={"help": "override a setting: npo.beta=0.2, recipe.epochs=10, model.n_embd=64, "
+                                                "task.n_authors=60"})
     p.add_argument("--lora", type=int, default=0, help="LoRA rank for unlearning (0: full fine-tuning); the target "
                                                        "and gold models use recipe.lora_r")
     p.add_argument("--eval-every-epoch", action="store_true",
@@ -31,11 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collapse-threshold", type=float, default=0.5,
                    help="flag a run as collapsed when its retain utility falls below this fraction of the target's")
     p.add_argument("--eval-limit", type=int, default=80, help="evaluate at most this many items per split")
-    p.add_argument("--runs", default="runs", help="folder that holds run directories")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even if an accelerator is available")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    from ..cli import add_grid_options
-    add_grid_options(p)
+    add_grid_arguments(p)
 
 
 def add_commands(sub) -> None:
@@ -61,26 +59,26 @@ def add_commands(sub) -> None:
                    help="forget specs (None: forget10 for authors, forget for plays and jsonl). authors: forget01, "
                         "forget05, forget10. plays: forget, scale (scalability series), sustain (sequential "
                         "requests), or one step scaleK / sustainK")
-    p.add_argument("--methods", nargs="+", default=["all"], help="method names, comma lists, or `all`")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
-    p.add_argument("--name", default=None, help="run directory name under RUNS (None: lm-TASK)")
+    add_grid_arguments(p, "--methods", "--seeds", "--name",
+                       name={"help": "run directory name under RUNS (None: lm-TASK)"})
     p.set_defaults(func=cmd_bench)
 
     p = lm_sub.add_parser("unlearn", help="one unlearning run, evaluated against the gold model", formatter_class=fmt)
     _common(p)
     p.add_argument("--forget", default=None,
                    help="forget spec (None: the task's default, see `obliviate lm bench --help`)")
-    p.add_argument("--method", default="npo", help="unlearning method (see `obliviate methods`)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the task, the models and the method")
-    p.add_argument("--name", default=None, help="run directory name (None: lm-unlearn-METHOD)")
-    p.add_argument("--json", action="store_true", help="print the result row as one JSON object on stdout")
+    add_grid_arguments(p, "--method", "--seed", "--name", "--json", method={"default": "npo"},
+                       seed={"help": "seed of the task, the models and the method"},
+                       name={"help": "run directory name (None: lm-unlearn-METHOD)"})
     p.set_defaults(func=cmd_unlearn)
 
-    from .anchors_cli import add_anchors_command
-    from .dp_cli import add_dp_command
-    from .restor_cli import add_restor_command
+    # the commands beside the code they drive; they get what they share with bench and unlearn from here (this module
+    # imports them, never the other way round)
+    from .anchors.cli import add_anchors_command
+    from .dp.cli import add_dp_command
+    from .restor.cli import add_restor_command
     add_anchors_command(lm_sub)
-    add_dp_command(lm_sub, _common)
+    add_dp_command(lm_sub, _common, family)
     add_restor_command(lm_sub)
 
 
@@ -99,10 +97,9 @@ def _forgets(args, forgets):
 
 
 def cmd_bench(args) -> int:
-    from ..cli import grid_options
-    from ..grid import run_grid
-    options = grid_options(args, _forgets(args, args.forget), args.methods, list(range(args.seeds)),
-                           f"lm-{args.task}" if args.name is None else args.name)
+    from ..grid import grid_options_from_args, run_grid
+    options = grid_options_from_args(args, _forgets(args, args.forget), args.methods, list(range(args.seeds)),
+                                     f"lm-{args.task}" if args.name is None else args.name)
     store = run_grid(family(args), options).store
     print((store.root / "table.md").read_text())
     print(f"rows and tables written to {store.root}/")
@@ -110,9 +107,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_unlearn(args) -> int:
-    from ..cli import grid_options, show_run
-    from ..grid import run_grid
-    options = grid_options(args, _forgets(args, [args.forget] if args.forget else None), [args.method], [args.seed],
-                           f"lm-unlearn-{args.method}" if args.name is None else args.name)
+    from ..cli import show_run
+    from ..grid import grid_options_from_args, run_grid
+    options = grid_options_from_args(args, _forgets(args, [args.forget] if args.forget else None), [args.method],
+                                     [args.seed], f"lm-unlearn-{args.method}" if args.name is None else args.name)
     result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
     return show_run(result.store, result.plan.cells[-1].jobs[-1].run_id, args.json)

@@ -19,7 +19,7 @@ from typing import List, Optional
 from ..errors import ObliviateError
 from ..grid import Cell, Family
 from ..presets import apply_overrides
-from .data import TASKS, forget_specs, make_task
+from .data.tasks import TASKS, forget_specs, make_task
 
 TASK_DEFAULT_FORGET = {"authors": "forget10", "plays": "forget", "jsonl": "forget", "tofu": "forget10",
                        "muse-news": "forget", "muse-books": "forget"}

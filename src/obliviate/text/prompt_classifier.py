@@ -44,7 +44,7 @@ class LMEmbedder:
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        from .scoring import max_positions
+        from .eval.scoring import max_positions
         limit = max_positions(self.model) or 1024
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id

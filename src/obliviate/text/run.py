@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..loop import Loop
-from .data import LMTask
+from .data.tasks import LMTask
 from .train import Recipe, encode
 
 
@@ -54,8 +54,8 @@ class Evaluator:
         self.target: dict = {}
 
     def __call__(self, model, tokenizer) -> dict:
-        from .evaluate import muse_eval, tofu_eval
-        from .scoring import answer_logprobs, text_logprobs
+        from .eval.evaluate import muse_eval, tofu_eval
+        from .eval.scoring import answer_logprobs, text_logprobs
         start = time.perf_counter()
         out = muse_eval(model, tokenizer, verbmem=self.verbmem,
                         knowmem_forget=[(q.question, q.answer) for q in self.forget_qa],
@@ -107,7 +107,7 @@ def _trained_qa(task: LMTask) -> bool:
 
 def with_self_reference(gold: dict) -> dict:
     """The gold model's own privleak (0) and forget quality (1), computed as for any other model."""
-    from . import metrics as M
+    from .eval import metrics as M
     out = dict(gold)
     if "mink_auc" in out:
         out["privleak"] = M.privleak(1.0 - out["mink_auc"], 1.0 - out["mink_auc"])
@@ -126,7 +126,7 @@ def public(metrics: dict) -> dict:
 def unlearn_once(name: str, hyperparameters: dict, model, tokenizer, task: LMTask, loop: Loop, recipe: Recipe,
                  lora: int = 0, on_epoch=None):
     """Run one method on a copy of ``model``; returns (unlearned model, info). ``model`` is never modified."""
-    from .anchors import build_anchors
+    from .anchors.dictionary import build_anchors
     from .methods import UnlearnData, create
     method = create(name, **hyperparameters)
     data = UnlearnData(forget=encode(tokenizer, task.forget_examples, recipe.max_length),

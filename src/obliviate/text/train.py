@@ -21,7 +21,7 @@ from ..errors import ObliviateError
 from ..registry import fields_from_dict
 from ..loop import Loop
 from ..store import atomic_write_json, config_hash, default_cache_dir
-from .data import Example, LMTask
+from .data.tasks import Example, LMTask
 
 IGNORE = -100  # label of tokens the loss skips (prompt and padding)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..grid import ENGINE_ARGUMENTS, add_grid_arguments
+
 DEFAULTS = dict(dataset="mnist1d", model="cnn")
 
 
@@ -13,20 +15,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULTS["model"], help="architecture: cnn, resnet18, vit")
     p.add_argument("--data-root", default=None, help="folder with the data files of file-based sources")
     p.add_argument("--train-size", type=int, default=None, help="keep a stratified subset of this many training samples")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.KEY=VALUE",
-                   help="override a preset value: lotus.alpha=4, recipe.epochs=30, model.width=32, dataset.num_samples=4000")
-    p.add_argument("--runs", default="runs", help="folder that holds run directories")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even if an accelerator is available")
+    add_grid_arguments(p, "--set", "--runs", "--cpu", set={
+        "help": "override a preset value: lotus.alpha=4, recipe.epochs=30, model.width=32, dataset.num_samples=4000"})
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
                    help="mixed precision for training and unlearning (accelerators)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_grid_arguments(p, "--no-progress")
     p.add_argument("--prune", type=float, default=None, metavar="SPARSITY",
                    help="prune first, then unlearn: global L1-magnitude pruning of convolution weights to this "
                         "sparsity (e.g. 0.95); original and gold models are sparse with the same mask")
     p.add_argument("--prune-rounds", type=int, default=1,
                    help="pruning rounds: 1 = one-shot (OMP), more = iterative pruning with rewinding (IMP)")
-    from ..cli import add_grid_options
-    add_grid_options(p)
+    add_grid_arguments(p, *ENGINE_ARGUMENTS)
 
 
 def add_commands(sub) -> None:
@@ -36,10 +35,9 @@ def add_commands(sub) -> None:
                                    "method, evaluate it, and write the result row to RUNS/NAME/.", formatter_class=fmt)
     _common(p)
     p.add_argument("--forget", default="random:0.1", help="forget spec: random:F, class:C[,C], indices:FILE, worst-case:F")
-    p.add_argument("--method", default="lotus", help="unlearning method (see `obliviate methods`)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the forget set, the models and the method")
-    p.add_argument("--name", default=None, help="run directory name (default: unlearn-METHOD)")
-    p.add_argument("--json", action="store_true", help="print the result row as one JSON object on stdout")
+    add_grid_arguments(p, "--method", "--seed", "--name", "--json", method={"default": "lotus"},
+                       seed={"help": "seed of the forget set, the models and the method"},
+                       name={"help": "run directory name (default: unlearn-METHOD)"})
     p.set_defaults(func=cmd_unlearn)
 
     p = sub.add_parser("bench", help="run a grid of methods x seeds x forget specs and write tables",
@@ -47,9 +45,8 @@ def add_commands(sub) -> None:
                                    "kept: rerunning the same command resumes an interrupted grid.", formatter_class=fmt)
     _common(p)
     p.add_argument("--forget", nargs="+", default=["random:0.1"], help="one or more forget specs")
-    p.add_argument("--methods", nargs="+", default=["lotus"], help="method names, comma lists, or `all`")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
-    p.add_argument("--name", default="default", help="run directory name under RUNS")
+    add_grid_arguments(p, "--methods", "--seeds", "--name", methods={"default": ["lotus"]},
+                       name={"default": "default", "help": "run directory name under RUNS"})
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tune", help="search a method's hyperparameters without the gold model or the test split",
@@ -60,11 +57,11 @@ def add_commands(sub) -> None:
                        formatter_class=fmt)
     _common(p)
     p.add_argument("--forget", default="random:0.1", help="forget spec to tune on: random:F, class:C[,C], ...")
-    p.add_argument("--methods", nargs="+", default=["lotus"], help="method names, comma lists, or `all`")
+    add_grid_arguments(p, "--methods", methods={"default": ["lotus"]})
     p.add_argument("--trials", type=int, default=20, help="trials per method (finished trials of a resumed study count)")
     p.add_argument("--timeout", type=float, default=None, help="time budget per method, in seconds")
-    p.add_argument("--seeds", type=int, default=1, help="average the objective over seeds 0..N-1")
-    p.add_argument("--name", default=None, help="run directory under RUNS (default: tune-DATASET-MODEL-KIND)")
+    add_grid_arguments(p, "--seeds", "--name", seeds={"help": "average the objective over seeds 0..N-1"},
+                       name={"help": "run directory under RUNS (default: tune-DATASET-MODEL-KIND)"})
     p.add_argument("--out", default=None, help="preset YAML to write or merge into (default: RUNS/NAME/preset.yaml)")
     p.set_defaults(func=cmd_tune)
 
@@ -84,19 +81,19 @@ def family(args):
 
 
 def cmd_unlearn(args) -> int:
-    from ..cli import grid_options, show_run
-    from ..grid import run_grid
-    options = grid_options(args, [args.forget], [args.method], [args.seed], f"unlearn-{args.method}" if args.name is None else args.name)
+    from ..cli import show_run
+    from ..grid import grid_options_from_args, run_grid
+    options = grid_options_from_args(args, [args.forget], [args.method], [args.seed],
+                                     f"unlearn-{args.method}" if args.name is None else args.name)
     result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
     cell = result.plan.cells[0]
     return show_run(result.store, cell.jobs[-1].run_id, args.json)
 
 
 def cmd_bench(args) -> int:
-    from ..cli import grid_options
-    from ..grid import run_grid
-    store = run_grid(family(args), grid_options(args, args.forget, args.methods, list(range(args.seeds)),
-                                                args.name)).store
+    from ..grid import grid_options_from_args, run_grid
+    store = run_grid(family(args), grid_options_from_args(args, args.forget, args.methods, list(range(args.seeds)),
+                                                          args.name)).store
     print((store.root / "table.md").read_text())
     print(f"rows and tables written to {store.root}/")
     return 0

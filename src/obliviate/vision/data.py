@@ -163,9 +163,3 @@ def from_datasets(train: Dataset, heldout: Dataset, forget: "str | ForgetSpec", 
     k = num_classes if num_classes is not None else int(max(ytr.max(), yho.max())) + 1
     shape = tuple(train_eval[0][0].shape)
     return make_task(Source(train, train_eval, heldout, k, shape, ytr, yho, {"name": name}), forget, seed)
-
-
-from . import files  # noqa: E402,F401  (registers cifar10, cifar100, imagefolder)
-
-
-from . import selection as _selection  # noqa: E402,F401  registers the worst-case forget kind

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..grid import add_grid_arguments
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser("select-forget", help="select a worst-case forget set (Fan et al., ECCV 2024) as an index file",
@@ -15,18 +17,18 @@ def add_commands(sub) -> None:
     p.add_argument("--model", default="cnn", help="architecture: cnn, resnet18, vit")
     p.add_argument("--data-root", default=None, help="folder with the data files of file-based sources")
     p.add_argument("--train-size", type=int, default=None, help="keep a stratified subset of this many training samples")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.KEY=VALUE",
-                   help="override a preset value: recipe.epochs=30, model.width=32, dataset.num_samples=4000")
+    add_grid_arguments(p, "--set", set={"help": "override a preset value: recipe.epochs=30, model.width=32, "
+                                                "dataset.num_samples=4000"})
     p.add_argument("--size", type=float, default=0.1,
                    help="forget-set size: a fraction (< 1) of the training samples (or classes), or a count")
-    p.add_argument("--method", default="finetune", help="lower-level unlearning: finetune, l1-sparse, neggrad, neggrad+")
+    add_grid_arguments(p, "--method", method={"default": "finetune",
+                                              "help": "lower-level unlearning: finetune, l1-sparse, neggrad, neggrad+"})
     p.add_argument("--classwise", action="store_true", help="select whole classes instead of samples")
     p.add_argument("--epochs", type=int, default=10, help="selection epochs")
     p.add_argument("--unroll-epochs", type=int, default=10, help="signSGD epochs of the lower level per selection epoch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split, the original model and the selection")
+    add_grid_arguments(p, "--seed", seed={"help": "seed of the data split, the original model and the selection"})
     p.add_argument("--out", required=True, help="index file to write")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even if an accelerator is available")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_grid_arguments(p, "--cpu", "--no-progress")
     p.set_defaults(func=cmd_select_forget)
 
 

@@ -6,3 +6,4 @@
 - ``prompts``: deep visual prompts, learnable text context, InstaPG. ``methods``: one file per method.
 - ``metrics`` / ``evaluate``: Mem, For, H, per-domain accuracy. ``run``: one run.
 """
+from . import data, files  # noqa: F401,E402  (files registers its sources in data.DATASETS)

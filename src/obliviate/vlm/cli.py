@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..grid import add_grid_arguments
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="domain-mnist",
@@ -13,13 +15,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="tiny-clip (pre-trained here on domain-mnist captions, cached) or a local Hugging Face "
                         "CLIPModel folder (nothing is downloaded)")
     p.add_argument("--shots", type=int, default=8, help="training images per (class, domain)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                   help="override a method's hyperparameter: adu.gamma=10, domain-baseline.epochs=20")
-    p.add_argument("--runs", default="runs", help="folder that holds run directories")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even if an accelerator is available")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    from ..cli import add_grid_options
-    add_grid_options(p)
+    add_grid_arguments(p, "--set", set={"metavar": "METHOD.KEY=VALUE", "help": "override a method's hyperparameter: "
+                                                                           "adu.gamma=10, domain-baseline.epochs=20"})
+    add_grid_arguments(p)
 
 
 def add_commands(sub) -> None:
@@ -39,21 +37,20 @@ def add_commands(sub) -> None:
     _common(p)
     p.add_argument("--forget", nargs="+", default=["domain:sketch"],
                    help="forget specs: domain:NAME[,NAME], class:C (bbf), or each (one cell per domain)")
-    p.add_argument("--methods", nargs="+", default=["all"],
-                   help="method names, comma lists, all, the ablation variants adu+instapg / adu+ddl, or ablation "
-                        "(domain-baseline, adu+instapg, adu+ddl, adu)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
-    p.add_argument("--name", default=None, help="run directory name under RUNS (None: vlm-DATASET)")
+    add_grid_arguments(p, "--methods", "--seeds", "--name",
+                       methods={"help": "method names, comma lists, all, the ablation variants adu+instapg / adu+ddl, "
+                                        "or ablation (domain-baseline, adu+instapg, adu+ddl, adu)"},
+                       name={"help": "run directory name under RUNS (None: vlm-DATASET)"})
     p.set_defaults(func=cmd_bench)
 
     p = vlm_sub.add_parser("unlearn", help="one unlearning run: Mem, For, H and per-domain accuracy",
                            formatter_class=fmt)
     _common(p)
     p.add_argument("--forget", default="domain:sketch", help="domain:NAME[,NAME] or, for bbf, class:C[,C]")
-    p.add_argument("--method", default="adu", help="method (see `obliviate methods`) or adu+instapg / adu+ddl")
-    p.add_argument("--seed", type=int, default=0, help="seed of the few-shot draw and the method")
-    p.add_argument("--name", default=None, help="run directory name under RUNS (None: vlm-unlearn-METHOD)")
-    p.add_argument("--json", action="store_true", help="print the result row as one JSON object on stdout")
+    add_grid_arguments(p, "--method", "--seed", "--name", "--json",
+                       method={"default": "adu", "help": "method (see `obliviate methods`) or adu+instapg / adu+ddl"},
+                       seed={"help": "seed of the few-shot draw and the method"},
+                       name={"help": "run directory name under RUNS (None: vlm-unlearn-METHOD)"})
     p.set_defaults(func=cmd_unlearn)
 
 
@@ -65,9 +62,9 @@ def family(args):
 
 
 def cmd_bench(args) -> int:
-    from ..cli import grid_options
-    from ..grid import run_grid
-    options = grid_options(args, args.forget, args.methods, list(range(args.seeds)), args.name or f"vlm-{args.dataset}")
+    from ..grid import grid_options_from_args, run_grid
+    options = grid_options_from_args(args, args.forget, args.methods, list(range(args.seeds)),
+                                     args.name or f"vlm-{args.dataset}")
     store = run_grid(family(args), options).store
     print((store.root / "table.md").read_text())
     print(f"rows, tables and report.html written to {store.root}/")
@@ -76,9 +73,9 @@ def cmd_bench(args) -> int:
 
 def cmd_unlearn(args) -> int:
     import sys
-    from ..cli import grid_options, show_run
-    from ..grid import run_grid
-    options = grid_options(args, [args.forget], [args.method], [args.seed],
-                           args.name or f"vlm-unlearn-{args.method}")
+    from ..cli import show_run
+    from ..grid import grid_options_from_args, run_grid
+    options = grid_options_from_args(args, [args.forget], [args.method], [args.seed],
+                                     args.name or f"vlm-unlearn-{args.method}")
     result = run_grid(family(args), options, log=lambda s: print(s, file=sys.stderr))
     return show_run(result.store, result.plan.cells[-1].jobs[-1].run_id, args.json)

@@ -320,5 +320,3 @@ def pretraining_pairs(domains: Sequence[str] = MNIST_DOMAINS) -> DomainSamples:
     a = domain_mnist_arrays(domains, parts=("pretrain",))
     return DomainSamples(torch.from_numpy(a["pretrain_x"]), a["pretrain_y"], a["pretrain_d"])
 
-
-from . import files as _files  # noqa: E402,F401  (registers the file-based sources)

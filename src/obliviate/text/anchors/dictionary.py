@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..errors import ObliviateError
+from ...errors import ObliviateError
 
 # generic replacements, handed out in a fixed order (sorted terms), so a dictionary is a function of its terms
 GENERIC_NAMES = ["John Smith", "Mary Brown", "James Wilson", "Anna Taylor", "Peter Clark", "Laura Hill", "David Green",
@@ -160,7 +160,7 @@ def plays_anchors(task) -> Dict[str, str]:
     """Character names (the speakers of the forget plays), play titles, and the other names and places found only in
     the forget plays -> generic ones."""
     forget, retain = _texts(task)
-    from .data import play_files
+    from ..data.tasks import play_files
     # words of the whole collection of plays seen in lower case: common words, however they are capitalised here
     lower = _lowercase_words([p.read_text(encoding="utf-8") for p in play_files().values()])
     # speakers named by a common word ("All", "Messenger") are not idiosyncratic

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import ObliviateError
-from .data import QA, TASKS, LMTask, _answer_cloze, _no_unused, qa_example
+from ...errors import ObliviateError
+from .tasks import QA, TASKS, LMTask, _answer_cloze, _no_unused, qa_example
 
 TOFU_NAME = "locuslab/TOFU"
 TOFU_SPLITS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}

@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ObliviateError
-from ..registry import Registry
+from ...errors import ObliviateError
+from ...registry import Registry
 
 Example = Tuple[str, str]  # (prompt, completion); the loss reads the completion tokens
 
@@ -109,7 +109,7 @@ class LMTask:
         """What a trained model depends on: the exact set of texts it is trained on (not the forget spec's name, so
         the target of forget01 and forget10 is one model, and so is the gold model of every scale/sustain step)."""
         examples = self.target_examples if role == "target" else self.gold_examples
-        from ..store import config_hash
+        from ...store import config_hash
         return {"task": self.name, "seed": self.seed, "config": self.config,
                 "data": config_hash(sorted(set(examples)), length=24), "n": len(examples)}
 
@@ -579,8 +579,6 @@ def forget_specs(name: str, spec: str, **options) -> List[str]:
         return [f"{spec}{k}" for k in range(1, n + 1)]
     return [spec]
 
-
-from . import readers as _readers  # noqa: E402,F401  (registers the tofu and muse-* tasks)
 
 __all__ = ["QA", "LMTask", "TASKS", "make_task", "forget_specs", "qa_prompt", "qa_example", "read_jsonl",
            "parse_speeches", "FORGET_FRACTIONS"]

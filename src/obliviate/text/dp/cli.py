@@ -5,8 +5,11 @@ import argparse
 import json
 import sys
 
+from ...grid import add_grid_arguments
 
-def add_dp_command(lm_sub, common) -> None:
+
+def add_dp_command(lm_sub, common, family) -> None:
+    """``common`` adds the options of `lm bench` and `lm unlearn`, ``family(args)`` builds their TextFamily."""
     p = lm_sub.add_parser("dp-base", help="train DP2Unlearning's DP-SGD base model on all the data (cached)",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                           description="Train the unlearning-ready base model of dp2u with DP-SGD (Opacus) on the "
@@ -17,23 +20,22 @@ def add_dp_command(lm_sub, common) -> None:
                                       "dp2u.dp_epochs=... (see `obliviate methods`).")
     common(p)
     p.add_argument("--forget", default=None, help="forget spec (None: the task's default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the task and the models")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.set_defaults(func=cmd_dp_base)
+    add_grid_arguments(p, "--seed", "--json", seed={"help": "seed of the task and the models"},
+                       json={"help": "print the report as one JSON object"})
+    p.set_defaults(func=lambda args: cmd_dp_base(args, family))
 
 
-def cmd_dp_base(args) -> int:
+def cmd_dp_base(args, family) -> int:
     import copy
 
-    from ..loop import Loop
-    from .cli import family
-    from .data import make_task
-    from .family import TASK_DEFAULT_FORGET
-    from .methods import UnlearnData, create
-    from .methods.dp2u import all_data
-    from .run import Evaluator
-    from .train import LMCache, encode, finetune, train_reference
-    from ..grid import configure_torch
+    from ...loop import Loop
+    from ..data.tasks import make_task
+    from ..family import TASK_DEFAULT_FORGET
+    from ..methods import UnlearnData, create
+    from ..methods.dp2u import all_data
+    from ..run import Evaluator
+    from ..train import LMCache, encode, finetune, train_reference
+    from ...grid import configure_torch
     configure_torch(args.threads)  # --threads: as the grid does, fixed (CPU results depend on it)
     forget = args.forget or TASK_DEFAULT_FORGET.get(args.task, "forget")
     fam = family(args)

@@ -15,10 +15,10 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from ..errors import ObliviateError
-from ..loop import Loop
-from ..store import atomic_write_json
-from .train import IGNORE, LMCache, LMDataset
+from ...errors import ObliviateError
+from ...loop import Loop
+from ...store import atomic_write_json
+from ..train import IGNORE, LMCache, LMDataset
 
 ACCOUNTANTS = ("rdp", "prv")
 
@@ -72,7 +72,7 @@ def train_dp(model, data: LMDataset, dp: DPConfig, loop: Loop, seed: int) -> Tup
     for p in model.parameters():
         p.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
-    from ..loop import collate
+    from ...loop import collate
     loader = torch.utils.data.DataLoader(data, batch_size=dp.batch_size, shuffle=True, generator=generator,
                                          collate_fn=collate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=dp.lr, weight_decay=0.0)

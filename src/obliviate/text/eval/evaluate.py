@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ObliviateError
+from ...errors import ObliviateError
 from . import metrics as M
 from .scoring import answer_logprobs, answer_scores, answer_token_stats, greedy_generate, text_token_stats
 

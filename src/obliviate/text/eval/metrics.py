@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 
-from ..errors import ObliviateError
+from ...errors import ObliviateError
 
 _EPS = 1e-12
 

@@ -15,7 +15,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import ObliviateError
+from ...errors import ObliviateError
 
 
 class AnswerScores(NamedTuple):

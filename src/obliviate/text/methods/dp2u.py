@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ObliviateError
-from ..dp import ACCOUNTANTS, DPConfig, dp_base, require_opacus
+from ..dp.sgd import ACCOUNTANTS, DPConfig, dp_base, require_opacus
 from ..train import LMDataset, nll, per_process_batch
 from .base import Method, register_method
 from .whp import _hash_tensors

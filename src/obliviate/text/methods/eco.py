@@ -11,7 +11,7 @@ import torch
 
 from ...errors import ObliviateError
 from ..prompt_classifier import EMBEDDERS, LMEmbedder, MiniLMEmbedder, PromptClassifier, split_heldout
-from ..scoring import max_positions
+from ..eval.scoring import max_positions
 from ..train import IGNORE
 from ..wrapped import WrappedLM, lm_step
 from .base import Method, register_method
@@ -83,7 +83,7 @@ class EcoLM(WrappedLM):
 
     def extra_metrics(self, evaluator, tokenizer) -> dict:
         """The classifier's error rates on the evaluated prompts, and ECO's inference overhead per token."""
-        from ..data import qa_prompt
+        from ..data.tasks import qa_prompt
         retain = [qa_prompt(q.question) for q in evaluator.retain_qa] + [p + c for p, c in evaluator.retain]
         forget = [qa_prompt(q.question) for q in evaluator.forget_qa] + [p for p, _ in evaluator.verbmem] + \
             list(evaluator.forget_texts)
@@ -101,7 +101,7 @@ class EcoLM(WrappedLM):
     def overhead(self, texts: List[str], tokenizer, batch_size: int, repeats: int = 3) -> dict:
         """Milliseconds per token of a forward pass through ECO and through the plain model (medians of
         ``repeats``), with the classifier's decisions not memoised."""
-        from ..scoring import _right_padded
+        from ..eval.scoring import _right_padded
         limit = max_positions(self.model) or 1024
         seqs = [ids[:limit] for ids in tokenizer(texts, add_special_tokens=True)["input_ids"] if ids]
         if not seqs:
@@ -169,7 +169,7 @@ def choice_items(dataset, n_options: int, limit: int, seed: int):
 @torch.no_grad()
 def choice_score(model, items, pad: int, limit: Optional[int], batch_size: int = 32) -> float:
     """Mean probability of the right option, options compared by their mean token log-probability (softmax)."""
-    from ..scoring import _right_padded
+    from ..eval.scoring import _right_padded
     seqs, spans = [], []
     for prompt, options in items:
         for answer in options:

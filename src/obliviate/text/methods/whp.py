@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ObliviateError
-from ..anchors import AnchorMap, load_anchors
-from ..scoring import max_positions
+from ..anchors.dictionary import AnchorMap, load_anchors
+from ..eval.scoring import max_positions
 from ..train import IGNORE, LMCache, LMDataset, nll, per_process_batch
 from .base import Method, frozen_copy, register_method
 

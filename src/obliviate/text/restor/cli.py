@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ...grid import add_grid_arguments
+
 DESCRIPTION = """RESTOR (Rezaei et al. 2024, arXiv 2411.00204): clean model -> corrupted model (trained further on
 documents stating wrong facts about a few entities, mixed with correct documents) -> each method unlearns the
 corruption documents (forget set; the correct documents are the retain set). Reports per method and per entity the
@@ -26,32 +28,26 @@ setting of `lm bench` (npo.lr=..., recipe.epochs=..., task.n_authors=...)."""
 
 
 def add_restor_command(lm_sub) -> None:
-    from ..cli import add_grid_options
     p = lm_sub.add_parser("restor", help="RESTOR: does unlearning corrupted facts recover the clean answers?",
                           formatter_class=argparse.RawDescriptionHelpFormatter, description=DESCRIPTION)
     p.add_argument("--task", default="authors", choices=["authors", "jsonl"],
                    help="authors (offline, built from the authors task) or jsonl (files under --data-root)")
     p.add_argument("--data-root", default=None, help="jsonl: folder with clean.jsonl, corruption.jsonl, probes.jsonl")
     p.add_argument("--model", default="tiny-gpt2", help="tiny-gpt2, tiny-llama, or a local Hugging Face model folder")
-    p.add_argument("--methods", nargs="+", default=["all"], help="method names, comma lists, or `all`")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.KEY=VALUE",
-                   help="restor.n_corrupt=4, npo.lr=1e-4, recipe.epochs=10, task.n_authors=24, model.n_embd=64")
+    add_grid_arguments(p, "--methods", "--seeds", "--set", set={
+        "help": "restor.n_corrupt=4, npo.lr=1e-4, recipe.epochs=10, task.n_authors=24, model.n_embd=64"})
     p.add_argument("--lora", type=int, default=0, help="LoRA rank for unlearning (0: full fine-tuning)")
     p.add_argument("--collapse-threshold", type=float, default=0.5,
                    help="flag a run whose utility falls below this fraction of the clean model's")
     p.add_argument("--eval-limit", type=int, default=80, help="at most this many retain probes are evaluated")
-    p.add_argument("--name", default=None, help="run directory name under RUNS (None: restor-TASK)")
-    p.add_argument("--runs", default="runs", help="folder that holds run directories")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even if an accelerator is available")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_grid_options(p)
+    add_grid_arguments(p, "--name", name={"help": "run directory name under RUNS (None: restor-TASK)"})
+    add_grid_arguments(p)
     p.set_defaults(func=cmd_restor)
 
 
 def split_overrides(overrides):
     """(``restor.*`` settings as a dict, the other overrides)."""
-    from ..errors import ObliviateError
+    from ...errors import ObliviateError
     restor, rest = {}, []
     for item in overrides:
         if item.startswith("restor."):
@@ -65,16 +61,15 @@ def split_overrides(overrides):
 
 
 def cmd_restor(args) -> int:
-    from ..cli import grid_options
-    from ..grid import run_grid
-    from .restor_family import FORGET, RestorFamily
+    from ...grid import grid_options_from_args, run_grid
+    from .family import FORGET, RestorFamily
     restor, overrides = split_overrides(args.overrides)
     family = RestorFamily(task=args.task, model=args.model, overrides=overrides, data_root=args.data_root,
                           lora=args.lora, collapse_threshold=args.collapse_threshold, eval_limit=args.eval_limit,
                           cpu=args.cpu, progress=not args.no_progress, retrain_corrupt=args.retrain_corrupt,
                           restor=restor)
-    options = grid_options(args, [FORGET], args.methods, list(range(args.seeds)),
-                           f"restor-{args.task}" if args.name is None else args.name)
+    options = grid_options_from_args(args, [FORGET], args.methods, list(range(args.seeds)),
+                                     f"restor-{args.task}" if args.name is None else args.name)
     store = run_grid(family, options).store
     print((store.root / "table.md").read_text())
     print(f"rows, table.md and restor.png written to {store.root}/")

@@ -41,8 +41,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ObliviateError
-from .data import _TEMPLATES, QA, Example, LMTask, make_task, qa_example, read_jsonl
+from ...errors import ObliviateError
+from ..data.tasks import _TEMPLATES, QA, Example, LMTask, make_task, qa_example, read_jsonl
 
 RESTOR_TASKS = ("authors", "jsonl")
 CORRUPTIBLE = ("city", "year", "genre", "father", "mother", "award", "theme", "language", "children", "pub1")
@@ -245,7 +245,7 @@ def recovery_ratio(acc_unlearned: float, acc_clean: float, acc_corrupted: float)
 
 def probe_outcomes(answers: Sequence[str], probes: Sequence[Probe]) -> Dict[str, np.ndarray]:
     """Per probe: does the greedy answer state the clean value, the corrupted value, neither of them."""
-    from .metrics import fact_match
+    from ..eval.metrics import fact_match
     clean = np.array([fact_match(a, p.clean) for a, p in zip(answers, probes)])
     corrupted = np.array([fact_match(a, p.corrupted) for a, p in zip(answers, probes)])
     return {"clean": clean, "corrupted": corrupted, "neither": (1 - clean) * (1 - corrupted)}

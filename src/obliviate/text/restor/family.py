@@ -15,11 +15,11 @@ from typing import List
 
 import numpy as np
 
-from ..errors import ObliviateError
-from ..grid import Cell
-from .data import QA, LMTask, qa_prompt
-from .family import TextFamily
-from .restor import RESTOR_TASKS, RestorData, RestorSettings, add_recovery, make_restor, probe_outcomes, summarise
+from ...errors import ObliviateError
+from ...grid import Cell
+from ..data.tasks import QA, LMTask, qa_prompt
+from ..family import TextFamily
+from .data import RESTOR_TASKS, RestorData, RestorSettings, add_recovery, make_restor, probe_outcomes, summarise
 
 FORGET = "corruption"  # the one forget spec: the corruption documents
 
@@ -33,7 +33,7 @@ class RestorFamily(TextFamily):
     references = ("clean", "corrupted")
 
     def resolve(self) -> dict:
-        from ..config import typed_fields
+        from ...config import typed_fields
         if self.task not in RESTOR_TASKS:
             raise ObliviateError(f"restor: --task {self.task!r} is not supported; use {' or '.join(RESTOR_TASKS)}")
         if self.eval_every_epoch:
@@ -41,7 +41,7 @@ class RestorFamily(TextFamily):
         settings = RestorSettings(**typed_fields(RestorSettings, self.restor, "restor"))
         settings.check()
         if self.task == "jsonl":
-            from .restor import check_files
+            from .data import check_files
             check_files(self.data_root)
         common = super().resolve()
         self._resolved["restor"] = settings
@@ -61,8 +61,8 @@ class RestorFamily(TextFamily):
         return self.data(seed).identity()
 
     def open_cell(self, seed: int, forget: str) -> "RestorCell":
-        from ..loop import Loop
-        from .train import LMCache
+        from ...loop import Loop
+        from ..train import LMCache
         s = self._settings()
         loop = Loop(cpu=self.cpu, progress=self.progress)
         data = self.data(seed)
@@ -77,7 +77,7 @@ class RestorFamily(TextFamily):
                           evaluator=evaluator, seconds={"clean": t_clean, "corrupted": t_corrupt})
 
     def write_tables(self, store, rows: List[dict]) -> None:
-        from .restor_report import write_restor_report
+        from .report import write_restor_report
         write_restor_report(store, rows)
 
 
@@ -85,7 +85,7 @@ class RestorFamily(TextFamily):
 
 def clean_model(data: RestorData, spec, recipe, loop, cache):
     """(model, tokenizer, seconds, key): the authors task's target model, or a model fine-tuned on clean.jsonl."""
-    from .train import finetune, train_reference
+    from ..train import finetune, train_reference
     if data.base_task is not None:
         model, tokenizer, seconds = train_reference("target", data.base_task, spec, recipe, loop, cache)
         return model, tokenizer, seconds, {"task": data.base_task.fingerprint("target")}
@@ -108,7 +108,7 @@ def clean_model(data: RestorData, spec, recipe, loop, cache):
 def corrupted_model(clean, tokenizer, data: RestorData, clean_key: dict, recipe, settings: RestorSettings, loop,
                     cache):
     """(model, seconds): the clean model trained further on the corruption documents mixed with the correct ones."""
-    from .train import finetune
+    from ..train import finetune
     lr = settings.corrupt_lr if settings.corrupt_lr is not None else recipe.lr
     steps = replace(recipe, epochs=settings.corrupt_epochs, lr=lr)
     examples = sorted(data.corruption_examples + data.correct_examples)
@@ -143,15 +143,15 @@ class RestorEvaluator:
         self.target: dict = {}  # run_method reads it (TOFU's model utility); RESTOR has none
 
     def _answers(self, model, tokenizer, questions) -> List[str]:
-        from .scoring import greedy_generate
+        from ..eval.scoring import greedy_generate
         return greedy_generate(model, tokenizer, [qa_prompt(q) for q in questions], self.max_new_tokens,
                                self.batch_size, stop="\n", loop=self.loop)
 
     def __call__(self, model, tokenizer) -> dict:
         import time
 
-        from .metrics import fact_match
-        from .scoring import answer_logprobs
+        from ..eval.metrics import fact_match
+        from ..eval.scoring import answer_logprobs
         start = time.perf_counter()
         probes = self.data.probes
         outcomes = probe_outcomes(self._answers(model, tokenizer, [p.question for p in probes]), probes)
@@ -196,14 +196,14 @@ class RestorCell(Cell):
                 "corrupt_seconds": self.seconds["corrupted"]}
 
     def reference(self, role: str, artifacts: Path) -> dict:
-        from .run import reference_row
+        from ..run import reference_row
         metrics = self.evaluator.clean if role == "clean" else self.evaluator.corrupted
         row = reference_row(self.evaluator.with_recovery(metrics), self.seconds[role],
                             self.evaluator.clean["utility"], self.family.collapse_threshold)
         return {**row, **self.sizes()}
 
     def run(self, method: str, params: dict, artifacts: Path) -> dict:
-        from .run import public, run_method
+        from ..run import public, run_method
         f, s = self.family, self.family._settings()
         payload, model = run_method(method, params, self.corrupted, self.tokenizer, self.data.unlearning_task(),
                                     self.loop, s["recipe"], self.evaluator, self.evaluator.clean["utility"], f.lora,

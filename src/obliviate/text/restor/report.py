@@ -5,8 +5,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..store import RunStore, atomic_write_bytes
-from .tables import _fmt
+from ...store import RunStore, atomic_write_bytes
+from ..tables import _fmt
 
 REFERENCES = ("clean", "corrupted")
 COLUMNS = ["acc", "corrupted_rate", "neither", "recovery", "lp_clean", "lp_corrupted", "lp_random", "utility"]
@@ -78,7 +78,7 @@ def restor_markdown(rows: List[dict]) -> str:
 def restor_figure(rows: List[dict]) -> bytes:
     """Per model: the share of answers stating the clean value, the corrupted value and neither (grouped bars), and
     the recovery ratio (no bar where it is undefined)."""
-    from ..plots import _figure, _png
+    from ...plots import _figure, _png
     groups = _groups(rows)
     fig = _figure(max(7.0, 0.9 * max((len(g) for g in groups.values()), default=1) + 3), 4.2 * max(1, len(groups)))
     axes = np.atleast_2d(fig.subplots(max(1, len(groups)), 2, squeeze=False))
@@ -108,7 +108,7 @@ def restor_figure(rows: List[dict]) -> bytes:
 def write_restor_report(store: RunStore, rows: List[dict] = None) -> str:
     """table.md and restor.png of a RESTOR run directory; default: every restor row of the store."""
     if rows is None:
-        from ..grid import labelled_rows
+        from ...grid import labelled_rows
         rows = labelled_rows(store.rows())
     text = "# RESTOR: knowledge recovery\n\n" + LEGEND + restor_markdown(rows)
     store.write_text("table.md", text)
