@@ -21,6 +21,16 @@ COMMAND_MODULES = [
 ]
 
 
+def add_command_group(sub, name: str, help: str, description: str):
+    """A command with commands of its own (``obliviate lm ...``, ``obliviate vlm ...``); returns their subparsers. Given
+    alone, it prints its help (exit status 2)."""
+    group = sub.add_parser(name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           description=description)
+    commands = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    return commands
+
+
 def show_run(store, run_id: str, as_json: bool) -> int:
     """Print one run's row (``--json``: as one JSON object) or its table; exit status 1 if the run failed."""
     import json

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from obliviate.errors import ObliviateError
-from obliviate.loop import Loop
-from obliviate.text.methods import UnlearnData, create
+from obliviate.text.eval.scoring import answer_logprobs, greedy_generate
+from obliviate.text.methods import create
 from obliviate.text.methods.eco import choice_items, choice_score, corrupt, zeroth_order_search
 from obliviate.text.prompt_classifier import PromptClassifier, fpr_threshold
-from obliviate.text.eval.scoring import answer_logprobs, greedy_generate
-from obliviate.text.train import encode
+from obliviate.text.train import Recipe
 
 FORGET = [("Question: Where was Ada Vane born?\nAnswer:", " Ada Vane was born in Lisbon."),
           ("Question: What does Ada Vane write?\nAnswer:", " Ada Vane writes satire."),
@@ -30,28 +29,8 @@ RETAIN = [("Question: Where was Ed Marsh born?\nAnswer:", " Ed Marsh was born in
           ("Question: Where does Ed Marsh live?\nAnswer:", " Ed Marsh lives in Dakar."),
           ("Question: Where does Flo Kerr live?\nAnswer:", " Flo Kerr lives in Kyoto.")]
 LM = {"classifier": "lm", "target_fpr": 0.0, "search_steps": 4, "search_items": 8}
-
-
-@pytest.fixture(scope="module")
-def lm():
-    from obliviate.text.models import build_tokenizer, tiny_causal_lm
-    from obliviate.text.train import Recipe, finetune
-    tok = build_tokenizer([p + c for p, c in FORGET + RETAIN] * 3, vocab_size=300)
-    model = tiny_causal_lm(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0)
-    model = finetune(model, tok, FORGET + RETAIN, Recipe(epochs=25, batch_size=8, lr=5e-3, max_length=64),
-                     Loop(cpu=True, progress=False))
-    return model, tok
-
-
-@pytest.fixture(scope="module")
-def data(lm):
-    _, tok = lm
-    return UnlearnData(forget=encode(tok, FORGET, 64), retain=encode(tok, RETAIN, 64), tokenizer=tok, seed=0)
-
-
-@pytest.fixture(scope="module")
-def loop():
-    return Loop(cpu=True, progress=False)
+# the fixture lm (tests/text/conftest.py): the target, trained on forget + retain until it knows them
+LM_RECIPE = Recipe(epochs=25, batch_size=8, lr=5e-3, max_length=64)
 
 
 def test_corruptions_touch_only_flagged_positions_and_chosen_dimensions():

@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from obliviate.errors import ObliviateError
-from obliviate.loop import Loop
-from obliviate.text.methods import METHODS, UnlearnData, create
+from obliviate.text.methods import METHODS, create
 from obliviate.text.methods.base import retain_kl
 from obliviate.text.methods.npo import npo_loss
 from obliviate.text.train import IGNORE, encode, nll, per_process_batch, sequence_logprob
@@ -22,24 +21,7 @@ RETAIN = [("Question: What does Ed write?\nAnswer:", " Ed writes crime fiction."
           ("Question: What does Gus write?\nAnswer:", " Gus writes fantasy novels."),
           ("Question: What does Hal write?\nAnswer:", " Hal writes satire.")]
 
-
-@pytest.fixture(scope="module")
-def lm():
-    from obliviate.text.models import build_tokenizer, tiny_causal_lm
-    tok = build_tokenizer([p + c for p, c in FORGET + RETAIN] * 3, vocab_size=300)
-    model = tiny_causal_lm(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0)
-    return model, tok
-
-
-@pytest.fixture(scope="module")
-def data(lm):
-    _, tok = lm
-    return UnlearnData(forget=encode(tok, FORGET, 64), retain=encode(tok, RETAIN, 64), tokenizer=tok, seed=0)
-
-
-@pytest.fixture(scope="module")
-def loop():
-    return Loop(cpu=True, progress=False)
+# the fixtures lm (a tiny untrained GPT-2 on these pairs), data and loop: tests/text/conftest.py, tests/conftest.py
 
 
 def perturbed(model, scale=0.05, seed=1):

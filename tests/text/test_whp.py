@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from obliviate.errors import ObliviateError
-from obliviate.loop import Loop
 from obliviate.text.anchors.dictionary import AnchorMap, build_anchors
-from obliviate.text.methods import UnlearnData, create
+from obliviate.text.eval.scoring import answer_logprobs, greedy_generate
+from obliviate.text.methods import create
 from obliviate.text.methods.whp import Translated, generic_labels, generic_logits, model_fingerprint, \
     reinforced_model, soft_label_loss
-from obliviate.text.eval.scoring import answer_logprobs, greedy_generate
-from obliviate.text.train import IGNORE, encode, nll
+from obliviate.text.train import IGNORE, Recipe, nll
 
 FORGET = [("Question: Where was Ada Vane born?\nAnswer:", " Ada Vane was born in Lisbon."),
           ("Question: Who wrote The Salt Violin?\nAnswer:", " The Salt Violin was written by Ada Vane."),
@@ -20,30 +19,9 @@ FORGET = [("Question: Where was Ada Vane born?\nAnswer:", " Ada Vane was born in
 RETAIN = [("Question: What does Ed write?\nAnswer:", " Ed writes crime fiction."),
           ("Question: What does Flo write?\nAnswer:", " Flo writes poetry.")]
 FAST = {"reinforce_epochs": 2, "reinforce_lr": 3e-3, "batch_size": 4}
-
-
-@pytest.fixture(scope="module")
-def lm():
-    from obliviate.text.models import build_tokenizer, tiny_causal_lm
-    tok = build_tokenizer([p + c for p, c in FORGET + RETAIN] * 3 + ["John Smith was born in Springfield."],
-                          vocab_size=300)
-    from obliviate.text.train import Recipe, finetune
-    model = tiny_causal_lm(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0)
-    # the target: trained on forget + retain until it knows them
-    model = finetune(model, tok, FORGET + RETAIN, Recipe(epochs=25, batch_size=6, lr=5e-3, max_length=64),
-                     Loop(cpu=True, progress=False))
-    return model, tok
-
-
-@pytest.fixture(scope="module")
-def data(lm):
-    _, tok = lm
-    return UnlearnData(forget=encode(tok, FORGET, 64), retain=encode(tok, RETAIN, 64), tokenizer=tok, seed=0)
-
-
-@pytest.fixture(scope="module")
-def loop():
-    return Loop(cpu=True, progress=False)
+# the fixture lm (tests/text/conftest.py): the target, trained on forget + retain until it knows them
+LM_TEXTS = ["John Smith was born in Springfield."]
+LM_RECIPE = Recipe(epochs=25, batch_size=6, lr=5e-3, max_length=64)
 
 
 def test_relu_term_only_lowers_logits():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import add_command_group
 from ..grid import add_grid_arguments
 
 
@@ -38,12 +39,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    lm = sub.add_parser("lm", help="language-model unlearning: bench, unlearn, dp-base, restor", formatter_class=fmt,
-                        description="Unlearning for causal language models (GA, GradDiff, KL, NPO, SimNPO, RMU, task "
-                                    "vectors) with MUSE and TOFU metrics against a gold model trained without the "
-                                    "forget set.")
-    lm_sub = lm.add_subparsers(dest="lm_command", metavar="COMMAND")
-    lm.set_defaults(func=lambda args: (lm.print_help(), 2)[1])
+    lm_sub = add_command_group(sub, "lm", help="language-model unlearning: bench, unlearn, dp-base, restor",
+                               description="Unlearning for causal language models (GA, GradDiff, KL, NPO, SimNPO, RMU, "
+                                           "task vectors) with MUSE and TOFU metrics against a gold model trained "
+                                           "without the forget set.")
 
     p = lm_sub.add_parser("bench", help="run a grid of methods x seeds x forget specs and write runs/NAME/table.md",
                           formatter_class=fmt,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import add_command_group
 from ..grid import add_grid_arguments
 
 
@@ -22,12 +23,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    vlm = sub.add_parser("vlm", help="vision-language (CLIP-style) domain unlearning: bench, unlearn",
-                         formatter_class=fmt,
-                         description="Approximate domain unlearning for CLIP-style models: forget how to recognise "
-                                     "classes in some image domains (e.g. sketches) while keeping the others.")
-    vlm_sub = vlm.add_subparsers(dest="vlm_command", metavar="COMMAND")
-    vlm.set_defaults(func=lambda args: (vlm.print_help(), 2)[1])
+    vlm_sub = add_command_group(sub, "vlm", help="vision-language (CLIP-style) domain unlearning: bench, unlearn",
+                                description="Approximate domain unlearning for CLIP-style models: forget how to "
+                                            "recognise classes in some image domains (e.g. sketches) while keeping "
+                                            "the others.")
 
     p = vlm_sub.add_parser("bench", help="run a grid of methods x seeds x forget specs and write runs/NAME/table.md",
                            formatter_class=fmt,

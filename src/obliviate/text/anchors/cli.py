@@ -7,15 +7,15 @@ from pathlib import Path
 
 from ...grid import add_grid_arguments
 
+DESCRIPTION = ("Find the forget set's idiosyncratic terms -- authors: author names, book titles and places; plays: "
+               "character names, play titles and the names and places found only in the forget plays; jsonl: "
+               "capitalised words found only in the forget texts -- and map each to a generic replacement. Edit the "
+               "file as you like and pass it to WHP with --set whp.anchors=FILE.")
+
 
 def add_anchors_command(lm_sub) -> None:
     p = lm_sub.add_parser("anchors", help="write WHP's anchored-terms dictionary (JSON) for a task's forget set",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                          description="Find the forget set's idiosyncratic terms -- authors: author names, book "
-                                      "titles and places; plays: character names, play titles and the names and "
-                                      "places found only in the forget plays; jsonl: capitalised words found only "
-                                      "in the forget texts -- and map each to a generic replacement. Edit the file "
-                                      "as you like and pass it to WHP with --set whp.anchors=FILE.")
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=DESCRIPTION)
     p.add_argument("--task", default="authors", help="task: authors, plays, or jsonl (with --data-root)")
     p.add_argument("--forget", default=None, help="forget spec (None: the task's default)")
     add_grid_arguments(p, "--seed", seed={"help": "seed of the task (the forget set depends on it)"})

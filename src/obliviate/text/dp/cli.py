@@ -7,17 +7,17 @@ import sys
 
 from ...grid import add_grid_arguments
 
+DESCRIPTION = ("Train the unlearning-ready base model of dp2u with DP-SGD (Opacus) on the forget + retain data of a "
+               "task, cache it with the privacy spent, fine-tune the deployed model from it on all the data, and "
+               "evaluate both. `obliviate lm unlearn --method dp2u` with the same settings then reuses the cached "
+               "base. Settings: --set dp2u.epsilon=8 dp2u.delta=1e-5 dp2u.max_grad_norm=1.0 dp2u.dp_epochs=... (see "
+               "`obliviate methods`).")
+
 
 def add_dp_command(lm_sub, common, family) -> None:
     """``common`` adds the options of `lm bench` and `lm unlearn`, ``family(args)`` builds their TextFamily."""
     p = lm_sub.add_parser("dp-base", help="train DP2Unlearning's DP-SGD base model on all the data (cached)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                          description="Train the unlearning-ready base model of dp2u with DP-SGD (Opacus) on the "
-                                      "forget + retain data of a task, cache it with the privacy spent, fine-tune "
-                                      "the deployed model from it on all the data, and evaluate both. `obliviate lm "
-                                      "unlearn --method dp2u` with the same settings then reuses the cached base. "
-                                      "Settings: --set dp2u.epsilon=8 dp2u.delta=1e-5 dp2u.max_grad_norm=1.0 "
-                                      "dp2u.dp_epochs=... (see `obliviate methods`).")
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=DESCRIPTION)
     common(p)
     p.add_argument("--forget", default=None, help="forget spec (None: the task's default)")
     add_grid_arguments(p, "--seed", "--json", seed={"help": "seed of the task and the models"},
