@@ -140,3 +140,53 @@ def test_no_import_cycles():
 def test_no_import_cycles_through_deferred_imports():
     cycle = find_cycle(import_graph(deferred=True))
     assert cycle is None, "import cycle (deferred imports included): " + " -> ".join(cycle)
+
+
+# ------------------------------------------------------------------------------- the layers of docs/ARCHITECTURE.md
+
+FAMILIES = ("vision", "text", "vlm")
+FOUNDATION = {PACKAGE} | {f"{PACKAGE}.{m}" for m in
+                          ("errors", "config", "registry", "task", "data", "loop", "store", "method", "rows", "presets")}
+ENGINE = {f"{PACKAGE}.{m}" for m in ("grid", "executors", "report", "plots", "challenge")}
+FACES = {f"{PACKAGE}.{m}" for m in ("cli", "report_cli", "methods_list")}
+# family modules that use the engine: the grid families, and the tables drawn from labelled rows
+USES_ENGINE = ("family", "tables", "report")
+
+
+def family_of(module: str):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in FAMILIES else None
+
+
+def is_command_module(module: str) -> bool:
+    return module.rsplit(".", 1)[-1] in ("cli", "select_cli")
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    out = []
+    for a, targets in sorted(graph.items()):
+        for b in sorted(targets):
+            fa, fb = family_of(a), family_of(b)
+            if fa and fb and fa != fb:
+                out.append(f"{a} -> {b}: the families never import each other")
+            elif a in FOUNDATION and (fb or b in ENGINE or b in FACES):
+                out.append(f"{a} -> {b}: the foundation imports only the foundation")
+            elif a in ENGINE and (fb or b in FACES):
+                out.append(f"{a} -> {b}: the engine reaches families only through the Family object it is given")
+            elif fa and not is_command_module(a) and (b in FACES or is_command_module(b)):
+                out.append(f"{a} -> {b}: only command modules belong to layer 4")
+            elif fa and not is_command_module(a) and b in ENGINE and a.rsplit(".", 1)[-1] not in USES_ENGINE:
+                out.append(f"{a} -> {b}: only a family's family.py and its tables use the engine")
+    return out
+
+
+def test_layers_hold():
+    assert layer_violations(import_graph(deferred=True)) == []
+
+
+def test_layer_violations_are_named():
+    graph = {"obliviate.text.run": {"obliviate.vision.data", "obliviate.grid"}, "obliviate.store": {"obliviate.grid"}}
+    assert layer_violations(graph) == [
+        "obliviate.store -> obliviate.grid: the foundation imports only the foundation",
+        "obliviate.text.run -> obliviate.grid: only a family's family.py and its tables use the engine",
+        "obliviate.text.run -> obliviate.vision.data: the families never import each other"]
